@@ -1,0 +1,131 @@
+"""Encoding speed and streaming memory of the default encoder.
+
+1. Throughput (cells/s) of the default ``resnet`` encoder at 2,000 genes, for the raw encoder on
+   dense tensors and end to end through ``GDE.get_set_representation`` (in-memory AnnData).
+2. Peak memory while streaming ONE set of ``--n-cells`` cells (default 2M) from a backed ``.h5ad``
+   (CSR), measured in a fresh process (``ru_maxrss``), beside the same process's memory before the
+   encoding starts (imports + model) and the size of the matrix itself.
+
+Usage: python benchmarks/encode_speed.py [--n-cells 2000000] [--workdir /tmp/scgde_bench] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_GENES = 2000
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_model(adata):
+    import scgde
+
+    scgde.model.GDE.setup_anndata(adata, set_key="set")
+    return scgde.model.GDE(adata)  # defaults: resnet encoder, n_latent 64, n_hidden 128
+
+
+def throughput(n_cells: int) -> dict:
+    import anndata as ad
+    import pandas as pd
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n_cells, N_GENES)).astype(np.float32)
+    obs = pd.DataFrame({"set": np.repeat([f"s{i}" for i in range(n_cells // 1000)], 1000)})
+    adata = ad.AnnData(x, obs=obs)
+    model = make_model(adata)
+    enc = model.module.encoder.eval()
+    xt = torch.from_numpy(x[:100_000]).reshape(100, 1000, N_GENES)
+    with torch.inference_mode():
+        enc(xt[:2])
+        start = time.perf_counter()
+        enc(xt)
+        raw = xt.shape[0] * xt.shape[1] / (time.perf_counter() - start)
+    start = time.perf_counter()
+    model.get_set_representation()
+    end_to_end = n_cells / (time.perf_counter() - start)
+    return {"encoder cells/s (dense tensors)": raw, "get_set_representation cells/s": end_to_end}
+
+
+def write_backed(path: Path, n_cells: int, density: float, chunk: int = 100_000) -> float:
+    """Write a CSR .h5ad chunk by chunk (never holding the matrix); returns its size in GiB."""
+    import anndata as ad
+    import h5py
+    import pandas as pd
+    import scipy.sparse as sp
+    from anndata.experimental import write_elem
+
+    rng = np.random.default_rng(0)
+    obs = pd.DataFrame({"set": pd.Categorical(["one_big_set"] * n_cells)}, index=[f"c{i}" for i in range(n_cells)])
+    var = pd.DataFrame(index=[f"g{j}" for j in range(N_GENES)])
+    ad.AnnData(obs=obs, var=var).write_h5ad(path)
+    with h5py.File(path, "a") as f:
+        first = sp.random(chunk, N_GENES, density=density, format="csr", dtype=np.float32, random_state=rng)
+        write_elem(f, "X", first)
+        X = ad.io.sparse_dataset(f["X"])
+        for start in range(chunk, n_cells, chunk):
+            rows = min(chunk, n_cells - start)
+            X.append(sp.random(rows, N_GENES, density=density, format="csr", dtype=np.float32, random_state=rng))
+    return path.stat().st_size / 2**30
+
+
+def stream_child(path: str) -> None:
+    """Run in a fresh process: embed the single big set from the backed file, report memory."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(path, backed="r")
+    model = make_model(adata)
+    before = rss_mib()
+    start = time.perf_counter()
+    emb = model.get_set_representation(chunk_size=16384)
+    seconds = time.perf_counter() - start
+    assert np.isfinite(emb.to_numpy()).all()
+    print(json.dumps({"rss_before_mib": before, "peak_rss_mib": rss_mib(), "seconds": seconds, "n_cells": adata.n_obs}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n-cells", type=int, default=2_000_000)
+    parser.add_argument("--density", type=float, default=0.05)
+    parser.add_argument("--workdir", default="/tmp/scgde_bench")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        stream_child(args.child)
+        return
+    n_stream = 20_000 if args.quick else args.n_cells
+    tp = throughput(20_000 if args.quick else 200_000)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / f"one_set_{n_stream}.h5ad"
+    start = time.perf_counter()
+    size_gib = write_backed(path, n_stream, args.density)
+    print(f"wrote {path} ({size_gib:.2f} GiB) in {time.perf_counter() - start:.0f} s")
+    out = subprocess.run([sys.executable, __file__, "--child", str(path)], check=True, capture_output=True, text=True)
+    mem = json.loads(out.stdout.strip().splitlines()[-1])
+    print("\n| measure | value |\n|---|---|")
+    for k, v in tp.items():
+        print(f"| {k} | {v:,.0f} |")
+    print(
+        f"| streamed set | {mem['n_cells']:,} cells x {N_GENES} genes, backed CSR, density {args.density} ({size_gib:.2f} GiB on disk) |"
+    )
+    print(f"| streaming time | {mem['seconds']:.0f} s ({mem['n_cells'] / mem['seconds']:,.0f} cells/s, 3 passes) |")
+    print(f"| RSS before encoding (imports + model) | {mem['rss_before_mib']:.0f} MiB |")
+    print(f"| peak RSS while streaming | {mem['peak_rss_mib']:.0f} MiB |")
+    print(f"| increase due to streaming | {mem['peak_rss_mib'] - mem['rss_before_mib']:.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()

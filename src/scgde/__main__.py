@@ -1,0 +1,3 @@
+from scgde.cli import main
+
+main()

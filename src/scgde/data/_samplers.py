@@ -1,0 +1,156 @@
+"""Meta-distributions: how training sets are drawn from the cells.
+
+A sampler turns a random generator into a :class:`SetBatch`, a ``(B, m)`` array of row indices
+(plus optional weights and bookkeeping). Any rule that picks rows (by a label, by a kernel on
+space or time, by a window of quantiles) fits this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ._sets import SetIndex
+
+
+@dataclass
+class SetBatch:
+    """A batch of sets given as row indices.
+
+    Attributes
+    ----------
+    cells
+        ``(B, m)`` row indices into the AnnData.
+    weights
+        ``(B, m)`` masses of the elements, or ``None`` for uniform.
+    sets
+        ``(B,)`` code of the source set, or ``-1`` for a mixture.
+    sources
+        ``(B, k)`` codes of the mixed sets (mixtures only).
+    mixture_weights
+        ``(B, k)`` true mixture weights of ``sources`` (mixtures only).
+    """
+
+    cells: np.ndarray
+    weights: np.ndarray | None = None
+    sets: np.ndarray | None = None
+    sources: np.ndarray | None = None
+    mixture_weights: np.ndarray | None = None
+
+
+class SetSampler(Protocol):
+    """Draws a batch of sets from a pool of candidate sets."""
+
+    def sample(self, n_sets: int, rng: np.random.Generator) -> SetBatch:
+        """Draw ``n_sets`` random sets."""
+
+    def sample_sets(self, codes: np.ndarray, rng: np.random.Generator) -> SetBatch:
+        """Draw one set for each entry of ``codes`` (deterministic set choice, e.g. validation)."""
+
+
+def _draw_members(members: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    # without replacement when the set is big enough, otherwise with replacement
+    return rng.choice(members, size=m, replace=len(members) < m)
+
+
+class GroupSampler:
+    """Sets are groups of cells sharing a label; each draw takes ``cells_per_set`` cells of one group.
+
+    Parameters
+    ----------
+    index
+        The grouping.
+    cells_per_set
+        Cells per drawn set ``m``; drawn without replacement, or with replacement from smaller sets.
+    sets
+        Codes of the sets to draw from (default: all).
+    """
+
+    def __init__(self, index: SetIndex, cells_per_set: int, sets: np.ndarray | None = None):
+        if cells_per_set < 1:
+            raise ValueError(f"cells_per_set must be >= 1, got {cells_per_set}.")
+        self.index = index
+        self.cells_per_set = int(cells_per_set)
+        self.sets = np.arange(index.n_sets) if sets is None else np.asarray(sets)
+        if len(self.sets) == 0:
+            raise ValueError("No sets to sample from.")
+
+    def sample(self, n_sets: int, rng: np.random.Generator) -> SetBatch:
+        return self.sample_sets(rng.choice(self.sets, size=n_sets, replace=n_sets > len(self.sets)), rng)
+
+    def sample_sets(self, codes: np.ndarray, rng: np.random.Generator) -> SetBatch:
+        cells = np.stack([_draw_members(self.index.members(c), self.cells_per_set, rng) for c in codes])
+        return SetBatch(cells=cells, sets=np.asarray(codes))
+
+
+class DirichletMixer:
+    """k-sparse Dirichlet mixtures of sets (the paper's "mixer").
+
+    Each drawn set picks ``k`` distinct source sets and weights ``w ~ Dirichlet(alpha 1_k)``; each
+    of its ``m`` cells comes from source ``j`` with probability ``w_j`` and is then drawn uniformly
+    from that source's cells. The true weights and sources are returned with the batch (always
+    aligned, also when a source happens to receive no cell).
+
+    Parameters
+    ----------
+    index
+        The grouping that defines the source sets.
+    cells_per_set
+        Cells per mixture ``m``.
+    k
+        Number of sources per mixture.
+    alpha
+        Dirichlet concentration.
+    sets
+        Codes of the candidate sources (default: all).
+    """
+
+    def __init__(
+        self, index: SetIndex, cells_per_set: int, k: int = 3, alpha: float = 1.0, sets: np.ndarray | None = None
+    ):
+        if cells_per_set < 1:
+            raise ValueError(f"cells_per_set must be >= 1, got {cells_per_set}.")
+        if alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}.")
+        self.index = index
+        self.cells_per_set = int(cells_per_set)
+        self.alpha = float(alpha)
+        self.sets = np.arange(index.n_sets) if sets is None else np.asarray(sets)
+        if not 1 <= k <= len(self.sets):
+            raise ValueError(f"k={k} must be between 1 and the number of candidate sets ({len(self.sets)}).")
+        self.k = int(k)
+
+    def sample(self, n_sets: int, rng: np.random.Generator) -> SetBatch:
+        sources = np.stack([rng.choice(self.sets, size=self.k, replace=False) for _ in range(n_sets)])
+        return self._mix(sources, rng)
+
+    def sample_sets(self, codes: np.ndarray, rng: np.random.Generator) -> SetBatch:
+        """Mixtures whose first source is ``codes[i]`` and whose other sources are random."""
+        out = []
+        for c in codes:
+            others = rng.choice(self.sets[self.sets != c], size=self.k - 1, replace=False)
+            out.append(np.concatenate([[c], others]))
+        return self._mix(np.stack(out), rng)
+
+    def _mix(self, sources: np.ndarray, rng: np.random.Generator) -> SetBatch:
+        weights = rng.dirichlet(np.full(self.k, self.alpha), size=len(sources))
+        return prescribed_mixture(self.index, sources, weights, self.cells_per_set, rng)
+
+
+def prescribed_mixture(
+    index: SetIndex, sources: np.ndarray, weights: np.ndarray, cells_per_set: int, rng: np.random.Generator
+) -> SetBatch:
+    """Mixtures with given sources ``(B, k)`` and weights ``(B, k)`` (e.g. a simplex grid)."""
+    sources = np.asarray(sources)
+    weights = np.asarray(weights, dtype=float)
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    cells = np.empty((len(sources), cells_per_set), dtype=np.int64)
+    for i, (src, w) in enumerate(zip(sources, weights, strict=True)):
+        which = rng.choice(len(src), size=cells_per_set, p=w)
+        for j, code in enumerate(src):
+            slots = which == j
+            members = index.members(code)
+            cells[i, slots] = members[rng.integers(0, len(members), size=int(slots.sum()))]
+    return SetBatch(cells=cells, sets=np.full(len(sources), -1), sources=sources, mixture_weights=weights)

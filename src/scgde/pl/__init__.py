@@ -1,0 +1,3 @@
+"""Plots of set embeddings."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Preprocessing: building set labels from raw annotations."""
+
+__all__: list[str] = []
