@@ -37,18 +37,25 @@ def run(
     n_latent: int = 16,
     cells_per_set: int = 100,
     n_hidden: int = 64,
+    n_train: int = 2000,
+    set_size: int = 500,
+    lr_schedule: str = "cosine",
     seed: int = 0,
 ) -> dict:
     scvi.settings.seed = seed
     cfg = SETTINGS[setting]
-    n_train, n_test, size = (300, 100, 200) if quick else (2000, 300, 500)
+    n_train, n_test, size = (300, 100, 200) if quick else (n_train, 300, set_size)
     train = scgde.datasets.synthetic_mvn(n_sets=n_train, set_size=size, dim=2, seed=seed, **cfg)
     test = scgde.datasets.synthetic_mvn(n_sets=n_test, set_size=size, dim=2, seed=seed + 1000, **cfg)
     scgde.model.GDE.setup_anndata(train, set_key="set")
     model = scgde.model.GDE(train, n_latent=n_latent, encoder=encoder, generator=generator, n_hidden=n_hidden)
     start = time.perf_counter()
     model.train(
-        max_epochs=3 if quick else max_epochs, sets_per_batch=64, cells_per_set=cells_per_set, enable_progress_bar=False
+        max_epochs=3 if quick else max_epochs,
+        sets_per_batch=64,
+        cells_per_set=cells_per_set,
+        plan_kwargs={"lr_schedule": lr_schedule},
+        enable_progress_bar=False,
     )
     train_s = time.perf_counter() - start
 
@@ -81,22 +88,18 @@ def main():
     parser.add_argument("--n-latent", type=int, default=16)
     parser.add_argument("--cells-per-set", type=int, default=100)
     parser.add_argument("--n-hidden", type=int, default=64)
+    parser.add_argument("--n-train", type=int, default=2000)
+    parser.add_argument("--set-size", type=int, default=500)
+    parser.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     settings = list(SETTINGS) if args.setting == "both" else [args.setting]
-    rows = [
-        run(
-            s,
-            args.quick,
-            args.encoder,
-            args.generator,
-            args.max_epochs,
-            args.n_latent,
-            args.cells_per_set,
-            args.n_hidden,
-        )
-        for s in settings
-    ]
+    options = {
+        k: getattr(args, k)
+        for k in ("max_epochs", "n_latent", "cells_per_set", "n_hidden", "n_train", "set_size", "lr_schedule", "seed")
+    }
+    rows = [run(s, args.quick, args.encoder, args.generator, **options) for s in settings]
     print("\nSpearman correlation with true W2 over pairs of held-out sets")
     print("| setting | encoder+generator | GDE latent L2 | set means L2 | plug-in Gaussian W2 | train (s) |")
     print("|---|---|---|---|---|---|")

@@ -1,6 +1,25 @@
 """Synthetic families with ground truth, the demo sets, and loaders for real datasets."""
 
+from ._digits import digits_mixtures, digits_split_indices
+from ._downloads import ChecksumError, norman2019, replogle2022_k562_essential, weinreb2020
 from ._pbmc import pbmc_composition_sets
-from ._synthetic import synthetic_mvn
+from ._perturbation import kang2018, synthetic_perturbseq, synthetic_perturbseq_truth
+from ._synthetic import simplex_grid, synthetic_gmm, synthetic_multinomial, synthetic_mvn, synthetic_poisson
 
-__all__ = ["pbmc_composition_sets", "synthetic_mvn"]
+__all__ = [
+    "ChecksumError",
+    "digits_mixtures",
+    "digits_split_indices",
+    "kang2018",
+    "norman2019",
+    "pbmc_composition_sets",
+    "replogle2022_k562_essential",
+    "simplex_grid",
+    "synthetic_gmm",
+    "synthetic_multinomial",
+    "synthetic_mvn",
+    "synthetic_perturbseq",
+    "synthetic_perturbseq_truth",
+    "synthetic_poisson",
+    "weinreb2020",
+]

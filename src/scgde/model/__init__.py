@@ -1,5 +1,6 @@
 """AnnData-facing models in the scvi-tools style."""
 
 from ._gde import GDE
+from ._perturbation import PerturbationPredictor
 
-__all__ = ["GDE"]
+__all__ = ["GDE", "PerturbationPredictor"]

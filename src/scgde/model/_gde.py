@@ -21,6 +21,7 @@ from scvi.utils import setup_anndata_dsp, track
 from scgde.data import (
     DirichletMixer,
     GroupSampler,
+    KernelSampler,
     RowFetcher,
     SetDataModule,
     SetIndex,
@@ -38,6 +39,25 @@ logger = logging.getLogger(__name__)
 #: default number of optimiser steps when ``max_epochs`` is not given
 DEFAULT_STEPS = 2000
 SetsOrEmbeddings = str | Sequence[str] | pd.DataFrame | np.ndarray
+
+
+def _make_sampler(adata, index, sets, cells_per_set, mixer, kernel):
+    """The training-set sampler for ``GDE.train`` options (group, Dirichlet mixer or kernel)."""
+    if mixer is not None and kernel is not None:
+        raise ValueError("Pass either mixer= or kernel=, not both.")
+    if kernel is not None:
+        options = dict(kernel)
+        key = options.pop("obsm", None)
+        if key not in adata.obsm:
+            raise KeyError(f"kernel={{'obsm': {key!r}}} must name a key of adata.obsm; available: {list(adata.obsm)}.")
+        return KernelSampler(index, np.asarray(adata.obsm[key]), cells_per_set, sets=sets, **options)
+    if mixer is None:
+        return GroupSampler(index, cells_per_set, sets)
+    if not (mixer == "dirichlet" or isinstance(mixer, dict)):
+        raise ValueError(f"mixer must be None, 'dirichlet' or a dict like {{'k': 3, 'alpha': 1.0}}; got {mixer!r}.")
+    options = {} if mixer == "dirichlet" else dict(mixer)
+    options["k"] = min(options.get("k", 3), len(sets))
+    return DirichletMixer(index, cells_per_set, sets=sets, **options)
 
 
 class _Chunks:
@@ -272,6 +292,7 @@ class GDE(UnsupervisedTrainingMixin, BaseModelClass):
         sets_per_batch: int = 32,
         cells_per_set: int = 64,
         mixer: str | dict | None = None,
+        kernel: dict | None = None,
         min_set_size: int = 1,
         train_size: float = 0.9,
         batches_per_epoch: int | None = None,
@@ -299,6 +320,12 @@ class GDE(UnsupervisedTrainingMixin, BaseModelClass):
             ``None`` (each training set is one group), ``"dirichlet"`` or a dict such as
             ``{"k": 3, "alpha": 1.0}``: train on k-sparse Dirichlet mixtures of sets, which fills
             the space between sets (the paper's mixer).
+        kernel
+            Train on kernel-weighted neighbourhoods instead of whole sets, e.g.
+            ``{"obsm": "X_pca", "bandwidth": None, "n_neighbors": 200, "within_set": True}``: each
+            training set is centred on a random cell of a training set (see
+            :class:`~scgde.data.KernelSampler`). Gives many local distributions when there are
+            only a few groups. Embeddings are still computed from whole sets.
         min_set_size
             Sets with fewer cells are skipped (with a warning that counts them).
         train_size
@@ -335,15 +362,7 @@ class GDE(UnsupervisedTrainingMixin, BaseModelClass):
         train_sets, val_sets = split_sets(usable, train_size, np.random.default_rng(seed))
 
         def sampler(sets):
-            if mixer is None:
-                return GroupSampler(index, cells_per_set, sets)
-            options = {} if mixer == "dirichlet" else dict(mixer)
-            if not isinstance(mixer, dict | str) or (isinstance(mixer, str) and mixer != "dirichlet"):
-                raise ValueError(
-                    f"mixer must be None, 'dirichlet' or a dict like {{'k': 3, 'alpha': 1.0}}; got {mixer!r}."
-                )
-            options["k"] = min(options.get("k", 3), len(sets))
-            return DirichletMixer(index, cells_per_set, sets=sets, **options)
+            return _make_sampler(self.adata, index, sets, cells_per_set, mixer, kernel)
 
         n_train_cells = int(index.sizes[train_sets].sum())
         if batches_per_epoch is None:

@@ -65,14 +65,24 @@ class CVAEGenerator(ConditionalGenerator):
         n_latent_element: int = 10,
         likelihood: str = "gaussian",
         beta: float = 1.0,
+        prior: str = "mixture",
+        n_prior_components: int = 10,
     ):
         super().__init__(n_input, n_cond)
         if likelihood not in ("gaussian", "nb"):
             raise ValueError(f"Unknown likelihood={likelihood!r}; choose 'gaussian' or 'nb'.")
+        if prior not in ("standard", "mixture"):
+            raise ValueError(f"Unknown prior={prior!r}; choose 'mixture' or 'standard'.")
         self.likelihood = likelihood
         self.beta = beta
+        self.prior = prior
         self.n_latent_element = n_latent_element
         self.q = MLP(n_input + n_cond, 2 * n_latent_element, n_hidden, n_layers, layer_norm=True)
+        if prior == "mixture":
+            # p(u | z): a mixture whose weights depend on the set vector; shared component shapes
+            self.prior_logits = MLP(n_cond, n_prior_components, n_hidden, 1)
+            self.prior_means = nn.Parameter(torch.randn(n_prior_components, n_latent_element))
+            self.prior_log_var = nn.Parameter(torch.zeros(n_prior_components, n_latent_element))
         self.decoder = MLP(n_latent_element + n_cond, n_input, n_hidden, n_layers, layer_norm=True)
         if likelihood == "gaussian":
             self.log_var = nn.Linear(n_cond, n_input)
@@ -85,12 +95,22 @@ class CVAEGenerator(ConditionalGenerator):
     def _encode_input(self, x: Tensor) -> Tensor:
         return torch.log1p(x) if self.likelihood == "nb" else x
 
+    def _prior_log_prob(self, u: Tensor, cond: Tensor) -> Tensor:
+        log_w = torch.log_softmax(self.prior_logits(cond), -1)  # (B, m, K)
+        log_var = self.prior_log_var.clamp(-10, 5)
+        comp = _normal_log_prob(u[..., None, :], self.prior_means, log_var)  # (B, m, K)
+        return torch.logsumexp(log_w + comp, -1)
+
     def loss(self, x, z, weights=None, covariates=None):
         cond = broadcast_condition(z, x.shape[1], covariates)
         mu_u, log_var_u = self.q(torch.cat([self._encode_input(x), cond], -1)).chunk(2, dim=-1)
         log_var_u = log_var_u.clamp(-10, 10)
         u = mu_u + torch.randn_like(mu_u) * torch.exp(0.5 * log_var_u)
-        kl = 0.5 * (mu_u.pow(2) + log_var_u.exp() - 1 - log_var_u).sum(-1)
+        if self.prior == "standard":
+            kl = 0.5 * (mu_u.pow(2) + log_var_u.exp() - 1 - log_var_u).sum(-1)
+        else:  # single-sample Monte Carlo KL to the mixture prior
+            log_q = _normal_log_prob(u, mu_u, log_var_u)
+            kl = log_q - self._prior_log_prob(u, cond)
         out = self.decoder(torch.cat([u, cond], -1))
         if self.likelihood == "gaussian":
             log_var = self.log_var(cond).clamp(-10, 10)
@@ -108,6 +128,9 @@ class CVAEGenerator(ConditionalGenerator):
     def sample(self, z, n, covariates=None, noise: bool = True):
         cond = broadcast_condition(z, n, covariates)
         u = torch.randn(*cond.shape[:2], self.n_latent_element, device=z.device, dtype=z.dtype)
+        if self.prior == "mixture":
+            k = torch.distributions.Categorical(logits=self.prior_logits(cond)).sample()
+            u = self.prior_means[k] + u * torch.exp(0.5 * self.prior_log_var.clamp(-10, 5))[k]
         out = self.decoder(torch.cat([u, cond], -1))
         if self.likelihood == "gaussian":
             if not noise:
@@ -121,6 +144,11 @@ class CVAEGenerator(ConditionalGenerator):
         theta = self.log_theta.exp()
         rate = torch.distributions.Gamma(theta, theta / mean.clamp_min(1e-8)).sample()
         return torch.poisson(rate)
+
+
+def _normal_log_prob(u: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
+    """Log density of a diagonal Gaussian, summed over the last axis."""
+    return -0.5 * (_LOG_2PI + log_var + (u - mean).pow(2) / log_var.exp()).sum(-1)
 
 
 def _nb_nll(x: Tensor, mu: Tensor, theta: Tensor, eps: float = 1e-8) -> Tensor:

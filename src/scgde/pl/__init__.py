@@ -1,3 +1,5 @@
-"""Plots of set embeddings."""
+"""Plots of set embeddings and clone-level results."""
 
-__all__: list[str] = []
+from ._lineage import clone_information, fate_composition
+
+__all__ = ["clone_information", "fate_composition"]

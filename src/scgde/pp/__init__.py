@@ -1,3 +1,5 @@
 """Preprocessing: building set labels from raw annotations."""
 
-__all__: list[str] = []
+from ._clones import clones_from_matrix
+
+__all__ = ["clones_from_matrix"]

@@ -1,5 +1,14 @@
 """Scanpy-style tools working on set embeddings."""
 
+from ._lineage import clone_information, clone_representations, predict_fate
+from ._perturbation import perturbation_baselines
 from ._sets import embed_sets, set_adata
 
-__all__ = ["embed_sets", "set_adata"]
+__all__ = [
+    "clone_information",
+    "clone_representations",
+    "embed_sets",
+    "perturbation_baselines",
+    "predict_fate",
+    "set_adata",
+]

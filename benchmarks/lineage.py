@@ -1,0 +1,121 @@
+"""LARRY lineage tracing: does a clone's early embedding carry information about its late state?
+
+Sets are (clone, day) groups. For GDE and each baseline (pseudobulk mean of PCA, early cell-state
+composition, an untrained encoder of the same architecture) we report, over repeated seeds:
+KSG mutual information (bits) between each clone's early (day 2 + 4) and late (day 6)
+representation with a permutation p-value, and the error of predicting a clone's late cell-state
+composition from its early representation (held-out clones, 5-fold CV), beside the trivial
+"training mean composition".
+
+Runs on the subset in ../shared/data/larry_cospar_subset (781 cells); pass --data for the full
+LARRY data (scgde.datasets.weinreb2020()).
+
+Usage: python benchmarks/lineage.py [--data PATH] [--seeds 0 1 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scvi
+from _common import machine, markdown_table
+
+import scgde
+
+SUBSET = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "data"
+    / "larry_cospar_subset"
+    / "test_adata_preprocessed.h5ad"
+)
+EARLY, LATE = ["2", "4"], ["6"]
+
+
+def load(path: str | None) -> ad.AnnData:
+    if path is None:
+        adata = ad.read_h5ad(SUBSET)
+        scgde.pp.clones_from_matrix(adata, "X_clone", key_added="clone")
+        adata.obs["time"] = adata.obs["time_info"].astype(str)
+        adata.obs["state"] = adata.obs["state_info"].astype(str)
+        if "highly_variable" in adata.var:
+            adata = adata[:, adata.var["highly_variable"].to_numpy()].copy()
+        sc.pp.log1p(adata)
+        sc.pp.scale(adata, max_value=10)  # as in the paper's preprocessing
+    else:
+        adata = ad.read_h5ad(path)
+    adata.X = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=np.float32)
+    sc.pp.pca(adata, n_comps=30)
+    return adata
+
+
+def evaluate(name: str, data, args, seed: int, representation=None) -> dict:
+    info = scgde.tl.clone_information(
+        data,
+        "clone",
+        "time",
+        EARLY,
+        LATE,
+        representation=representation,
+        state_key="state",
+        n_components=args.n_components,
+        n_permutations=args.n_permutations,
+        key_added=None,
+        seed=seed,
+    )
+    scores, _ = scgde.tl.predict_fate(
+        data, "clone", "time", "state", EARLY, LATE, representation=representation, method="ridge", seed=seed
+    )
+    return {
+        "representation": name,
+        "seed": seed,
+        "MI (bits)": info["mi"],
+        "p-value": info["p_value"],
+        "null mean (bits)": float(np.mean(info["null"])),
+        "fate TV": scores["tv"].mean(),
+        "fate TV, training mean": scores["tv_mean_baseline"].mean(),
+        "clones": info["n_clones"],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-epochs", type=int, default=150)
+    parser.add_argument("--n-latent", type=int, default=16)
+    parser.add_argument("--n-components", type=int, default=8)
+    parser.add_argument("--n-permutations", type=int, default=200)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.max_epochs, args.n_permutations = args.seeds[:1], 2, 10
+    adata = load(args.data)
+    rows = []
+    for seed in args.seeds:
+        scvi.settings.seed = seed
+        scgde.model.GDE.setup_anndata(adata, set_key=["clone", "time"])
+        untrained = scgde.model.GDE(adata, n_latent=args.n_latent, generator="cvae")
+        model = scgde.model.GDE(adata, n_latent=args.n_latent, generator="cvae")
+        start = time.perf_counter()
+        model.train(max_epochs=args.max_epochs, sets_per_batch=32, cells_per_set=16, enable_progress_bar=False)
+        train_s = time.perf_counter() - start
+        rows.append({**evaluate("GDE", model, args, seed), "train (s)": train_s})
+        rows.append(evaluate("untrained encoder", untrained, args, seed))
+        rows.append(evaluate("pseudobulk (PCA mean)", adata, args, seed, "pseudobulk"))
+        rows.append(evaluate("cell-state composition", adata, args, seed, "composition"))
+    table = pd.DataFrame(rows)
+    summary = table.groupby("representation", sort=False).agg(["mean", "std"]).drop(columns=["seed"], level=0)
+    summary.columns = [f"{a} ({b})" for a, b in summary.columns]
+    print(f"machine: {machine()}; seeds {args.seeds}; early days {EARLY}, late {LATE}")
+    print(markdown_table(summary[[c for c in summary.columns if "(mean)" in c or c.startswith("MI (bits) (std")]]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,477 @@
+"""Perturbation-prediction report: mean-delta and distributional metrics per perturbation and method."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from ._empirical import energy_distance, mmd, sliced_w2
+
+#: rows read at a time when accumulating per-gene moments
+_CHUNK = 10_000
+#: context value used when no ``context_key`` is given
+_NO_CONTEXT = "__all__"
+#: metrics reported by :func:`perturbation_report`, in column order (``{n}`` is ``n_top_de``)
+_DELTA_METRICS = ("pearson_delta", "pearson_delta_top{n}", "mse_delta", "mse_top{n}", "r2_delta")
+_DIST_METRICS = ("e_distance", "mmd", "sliced_w2")
+
+
+class _Transformer(Protocol):
+    def transform(self, x: np.ndarray) -> np.ndarray: ...  # pragma: no cover
+
+
+def perturbation_report(
+    true: AnnData,
+    predicted: AnnData | Mapping[str, AnnData],
+    control: AnnData,
+    perturbation_key: str = "perturbation",
+    n_top_de: int = 20,
+    n_pcs: int | None = 50,
+    pca: _Transformer | Callable[[np.ndarray], np.ndarray] | None = None,
+    layer: str | None = None,
+    max_cells: int | None = 500,
+    seed: int = 0,
+    *,
+    context_key: str | None = None,
+    de_rank: Literal["mean_diff", "t"] = "mean_diff",
+    de_genes: Mapping[str, Sequence[str]] | None = None,
+    distributional: bool = True,
+    n_projections: int = 256,
+    summary: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Score predicted perturbation responses against measured cells, per perturbation and method.
+
+    For every perturbation present in both ``true`` and a prediction, the report compares the
+    predicted and measured cells through (i) their mean change from the control cells and (ii)
+    their whole distributions in a shared PCA space. Pass several predictions as a dict to score
+    methods (a model and its baselines) side by side in one table.
+
+    **Mean-delta metrics** (from *all* cells of each group; ``delta = mean(group) - mean(control)``
+    per gene, control cells of the same context when ``context_key`` is given):
+
+    - ``pearson_delta``: Pearson correlation over all genes of the predicted vs the true delta
+      (cell-eval's ``pearson_delta``). NaN when a delta is constant across genes (up to the
+      round-off of the stored values), e.g. for the "no change" baseline whose predicted delta is
+      zero, even when it stores the control cells in float32.
+    - ``pearson_delta_top{n}``: the same on the top-``n_top_de`` DE genes of true vs control
+      (the GEARS / scGPT convention, with ``n = 20``). The DE genes are chosen from the *measured*
+      cells only: by default (``de_rank="mean_diff"``) the ``n`` genes with the largest absolute
+      mean difference ``|mean(true) - mean(control)|``; with ``de_rank="t"`` the largest absolute
+      Welch t statistic ``(mean_t - mean_c) / sqrt(var_t / n_t + var_c / n_c)``, which favours
+      genes whose change is large relative to their cell-to-cell noise. ``de_genes`` overrides both.
+    - ``mse_delta``, ``mse_top{n}``: mean squared error of the predicted vs the true delta over all
+      genes or the top-``n`` DE genes (the control mean cancels, so this is also the MSE of the
+      means).
+    - ``r2_delta``: ``1 - SS_res / SS_tot`` over all genes, ``SS_res = sum (d_pred - d_true)^2``,
+      ``SS_tot = sum (d_true - mean(d_true))^2`` (scikit-learn's ``r2_score(d_true, d_pred)``).
+      Predicting no change gives ``r2_delta <= 0``; it can be arbitrarily negative.
+
+    **Distributional metrics** (predicted vs true cells, at most ``max_cells`` cells of each group,
+    projected on a shared PCA space; computed with :func:`scgde.metrics.energy_distance`,
+    :func:`scgde.metrics.mmd` and :func:`scgde.metrics.sliced_w2`):
+
+    - ``e_distance``: energy distance ``2 E|X - Y| - E|X - X'| - E|Y - Y'|`` with *Euclidean*
+      cell-to-cell distances, V-statistic (within-set averages include the zero diagonal). This is
+      the "squared" energy distance (the square of a metric) of pertpy's ``edistance`` with its
+      current default ``cell_wise_metric="euclidean"`` (pertpy PR #733). The scPerturb paper and
+      older pertpy averaged *squared* Euclidean distances, which reduces the statistic to
+      ``2 |mean(X) - mean(Y)|^2`` (blind to spread): those values are not comparable to these.
+    - ``mmd``: squared maximum mean discrepancy (biased V-statistic), Gaussian kernel whose width is
+      the median pairwise distance of the pooled pair of samples.
+    - ``sliced_w2``: sliced 2-Wasserstein distance (not squared) over ``n_projections`` random
+      directions seeded by ``seed``.
+
+    The PCA (``n_pcs`` components, centred, not scaled) is fitted on the control cells and the
+    measured cells of every perturbation in ``true`` (the same subsamples of at most ``max_cells``
+    cells per group that enter the distances, so every group weighs alike), so the space depends
+    neither on the predictions nor on which methods are compared. Subsamples are drawn without
+    replacement with seeds derived from ``seed`` and the group's (and method's) name: the same
+    measured cells serve every method, and results do not depend on the order of the methods.
+
+    Parameters
+    ----------
+    true
+        Measured perturbed cells, with ``obs[perturbation_key]``.
+    predicted
+        Predicted cells with ``obs[perturbation_key]`` (any number of perturbations), or a dict
+        ``{method name: AnnData}`` to compare several methods; a single AnnData is reported as
+        method ``"predicted"``. A method that omits some perturbations is scored on the others
+        (``n_perturbations`` of the summary tells).
+    control
+        Control cells, the reference of the deltas (and of the DE genes).
+    perturbation_key
+        Column of ``obs`` naming the perturbation (condition, group) of each cell in ``true`` and
+        ``predicted``.
+    n_top_de
+        Number of top DE genes for ``pearson_delta_top{n}`` and ``mse_top{n}`` (``0``: omit these
+        columns). Clipped to the number of genes; the column name keeps the requested ``n``.
+    n_pcs
+        Components of the shared PCA; ``None`` computes the distances on the genes themselves.
+    pca
+        A fitted projection used instead of fitting one: an object with ``.transform`` (e.g. a
+        fitted :class:`sklearn.decomposition.PCA`) or a function ``(n_cells, n_genes) ->
+        (n_cells, k)``. ``n_pcs`` is then ignored.
+    layer
+        Layer of ``true``, ``predicted`` and ``control`` to read (default ``X``); all must hold it.
+    max_cells
+        Cells per group (control, each measured and each predicted perturbation) in the
+        distributional metrics and the PCA fit (``None``: all cells; the distances cost
+        ``O(max_cells^2)`` memory and time). Means always use all cells.
+    seed
+        Seed of the subsampling, of the PCA solver and of the sliced-W2 directions.
+    context_key
+        Optional ``obs`` column (cell type, cell line) in all three objects: groups are then
+        ``(context, perturbation)`` pairs, each compared to the control cells of its context, and
+        the report gets a ``context`` column.
+    de_rank
+        How the top DE genes are ranked: ``"mean_diff"`` (absolute mean difference, default) or
+        ``"t"`` (absolute Welch t statistic); see above.
+    de_genes
+        Optional ``{perturbation: gene names}`` used as the DE genes instead (e.g. the precomputed
+        DE genes of a benchmark); the first ``n_top_de`` names of each list are used.
+    distributional
+        Compute ``e_distance``, ``mmd`` and ``sliced_w2`` (the PCA and distances are the slow part).
+    n_projections
+        Random directions of ``sliced_w2``.
+    summary
+        Also return the summary table: ``(per_perturbation, summary)``.
+
+    Returns
+    -------
+    ``per_perturbation``: a tidy DataFrame with one row per (method, [context,] perturbation) and
+    columns ``method``, (``context``,) ``perturbation``, ``n_true``, ``n_predicted`` (cell counts),
+    ``pearson_delta``, ``pearson_delta_top{n}``, ``mse_delta``, ``mse_top{n}``, ``r2_delta``,
+    ``e_distance``, ``mmd``, ``sliced_w2``. Methods keep their input order; perturbations are sorted.
+
+    With ``summary=True``, the tuple ``(per_perturbation, summary)``: ``summary`` is indexed by
+    ``(method, statistic)`` with ``statistic`` in ``{"mean", "median"}`` over the perturbations
+    of each method (NaNs skipped), columns ``n_perturbations`` and the metrics.
+    ``summary.xs("mean", level="statistic")`` gives one row per method.
+
+    Raises
+    ------
+    KeyError
+        ``perturbation_key`` (or ``context_key``, ``layer``) missing; the message lists what exists.
+    ValueError
+        Different genes or gene order, empty ``control`` (or a context without control cells), no
+        perturbation shared by ``true`` and a prediction, or an invalid argument.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, anndata as ad
+    >>> rng = np.random.default_rng(0)
+    >>> shifts = {"ctrl": np.zeros(30), "A": np.r_[np.linspace(1, 3, 5), np.zeros(25)], "B": np.r_[np.zeros(25), -np.linspace(1, 2, 5)]}
+    >>> def cells(label, as_label=None, n=100):  # n Gaussian cells of group `label`, named `as_label`
+    ...     obs = pd.DataFrame({"perturbation": [as_label or label] * n}, index=[f"{label}{rng.integers(1e9)}_{i}" for i in range(n)])
+    ...     return ad.AnnData(rng.normal(size=(n, 30)) + shifts[label], obs=obs)
+    >>> ctrl, true, model = cells("ctrl"), ad.concat([cells("A"), cells("B")]), ad.concat([cells("A"), cells("B")])
+    >>> no_change = ad.concat([cells("ctrl", "A"), cells("ctrl", "B")])  # baseline: control cells relabelled
+    >>> per_pert, summ = perturbation_report(
+    ...     true, {"model": model, "no change": no_change}, ctrl, n_top_de=5, n_pcs=10, summary=True
+    ... )
+    >>> per_pert[["method", "perturbation"]].values.tolist()
+    [['model', 'A'], ['model', 'B'], ['no change', 'A'], ['no change', 'B']]
+    >>> means = summ.xs("mean", level="statistic")
+    >>> bool(means.loc["model", "pearson_delta_top5"] > 0.9)
+    True
+    >>> bool(means.loc["model", "e_distance"] < means.loc["no change", "e_distance"])
+    True
+    >>> bool(means.loc["no change", "r2_delta"] <= 0)
+    True
+    """
+    methods = _methods(predicted)
+    n_top_de = int(n_top_de)
+    if n_top_de < 0:
+        raise ValueError(f"n_top_de must be non-negative, got {n_top_de}.")
+    if n_pcs is not None and int(n_pcs) < 1:
+        raise ValueError(f"n_pcs must be a positive integer or None, got {n_pcs!r}.")
+    if max_cells is not None and int(max_cells) < 1:
+        raise ValueError(f"max_cells must be a positive integer or None, got {max_cells!r}.")
+    if de_rank not in ("mean_diff", "t"):
+        raise ValueError(f"de_rank must be 'mean_diff' or 't', got {de_rank!r}.")
+    if pca is not None and not (hasattr(pca, "transform") or callable(pca)):
+        raise TypeError("pca must have a .transform method (e.g. a fitted sklearn PCA) or be a function.")
+
+    # ---- validation: genes, keys, layers
+    if control.n_obs == 0:
+        raise ValueError("control has no cells: the deltas need control cells as reference.")
+    objects = {"true": true, "control": control, **{f"predicted[{m!r}]": a for m, a in methods.items()}}
+    for name, adata in objects.items():
+        if name != "true":
+            _check_genes(true, adata, name)
+        _matrix(adata, layer, name)  # raises on a missing layer
+    labelled = {k: v for k, v in objects.items() if k != "control"}
+    for name, adata in labelled.items():
+        _check_key(adata, perturbation_key, "perturbation_key", name)
+    if context_key is not None:
+        for name, adata in objects.items():
+            _check_key(adata, context_key, "context_key", name)
+
+    # ---- groups: (context, perturbation) -> row indices
+    true_groups = _groups(true, perturbation_key, context_key)
+    if not true_groups:
+        raise ValueError(f"true has no labelled cells in obs[{perturbation_key!r}].")
+    pred_groups = {m: _groups(a, perturbation_key, context_key) for m, a in methods.items()}
+    for m, groups in pred_groups.items():
+        if not set(groups) & set(true_groups):
+            raise ValueError(
+                f"No perturbation is shared by true and the prediction {m!r}: true has "
+                f"{_preview(_labels(true_groups, context_key))}, {m!r} has {_preview(_labels(groups, context_key))}."
+            )
+    if context_key is None:
+        ctrl_groups = {_NO_CONTEXT: np.arange(control.n_obs)}
+    else:
+        ctx = control.obs[context_key]
+        keep = ~ctx.isna().to_numpy()
+        ctx_str = ctx.astype(str).to_numpy()
+        ctrl_groups = {c: np.flatnonzero(keep & (ctx_str == c)) for c in np.unique(ctx_str[keep])}
+        missing = sorted({c for c, _ in true_groups} - set(ctrl_groups))
+        if missing:
+            raise ValueError(
+                f"No control cells for context(s) {_preview(missing)} of obs[{context_key!r}]; control has "
+                f"{_preview(sorted(ctrl_groups))}."
+            )
+
+    # ---- means (all cells) and DE genes of true vs control
+    need_var = de_rank == "t" and n_top_de > 0
+    x_true, x_ctrl = _matrix(true, layer, "true"), _matrix(control, layer, "control")
+    ctrl_mom = {c: _moments(x_ctrl, idx, need_var) for c, idx in ctrl_groups.items()}
+    true_mom = {g: _moments(x_true, idx, need_var) for g, idx in true_groups.items()}
+    n_genes = true.n_vars
+    gene_pos = pd.Index(true.var_names)
+    top = {}
+    if n_top_de > 0:
+        k = min(n_top_de, n_genes)
+        for g, (mt, vt, nt) in true_mom.items():
+            mc, vc, nc = ctrl_mom[g[0]]
+            if de_genes is not None and g[1] in de_genes:
+                names = list(de_genes[g[1]])[:n_top_de]
+                pos = gene_pos.get_indexer(names)
+                if np.any(pos < 0):
+                    bad = [n for n, p in zip(names, pos, strict=True) if p < 0]
+                    raise ValueError(f"de_genes[{g[1]!r}] names genes not in var_names: {_preview(bad)}.")
+                top[g] = pos
+                continue
+            score = np.abs(mt - mc)
+            if de_rank == "t":
+                se = np.sqrt(vt / nt + vc / nc)
+                score = np.divide(score, se, out=np.where(score > 0, np.inf, 0.0), where=se > 0)
+            top[g] = np.argsort(-score, kind="stable")[:k]
+
+    # ---- shared projection and subsampled measured / control cells
+    project = None
+    sub_true: dict[tuple[str, str], np.ndarray] = {}
+    sub_ctrl: dict[str, np.ndarray] = {}
+    if distributional:
+        for g, idx in true_groups.items():
+            sub_true[g] = _rows(x_true, _subsample(idx, max_cells, seed, "true", *g))
+        for c, idx in ctrl_groups.items():
+            sub_ctrl[c] = _rows(x_ctrl, _subsample(idx, max_cells, seed, "control", c))
+        project = _projection(pca, n_pcs, [*sub_ctrl.values(), *sub_true.values()], seed)
+        sub_true = {g: project(x) for g, x in sub_true.items()}
+
+    # ---- per (method, group) rows
+    rows = []
+    for m, groups in pred_groups.items():
+        x_pred = _matrix(methods[m], layer, f"predicted[{m!r}]")
+        for g in sorted(set(groups) & set(true_groups)):
+            idx = groups[g]
+            mp, _, _ = _moments(x_pred, idx, False)
+            mt, _, nt = true_mom[g]
+            mc = ctrl_mom[g[0]][0]
+            d_pred, d_true = mp - mc, mt - mc
+            row = {"method": m, "context": g[0], "perturbation": g[1], "n_true": int(nt), "n_predicted": len(idx)}
+            # a delta whose spread is at the round-off level of the stored values (e.g. control
+            # cells saved as float32 by a "no change" baseline) counts as constant: Pearson is NaN
+            tol_p = 64 * max(_eps(x_pred), _eps(x_ctrl)) * max(np.abs(mp).max(), np.abs(mc).max())
+            tol_t = 64 * max(_eps(x_true), _eps(x_ctrl)) * max(np.abs(mt).max(), np.abs(mc).max())
+            row["pearson_delta"] = _pearson(d_pred, d_true, tol_p, tol_t)
+            if n_top_de > 0:
+                row[f"pearson_delta_top{n_top_de}"] = _pearson(d_pred[top[g]], d_true[top[g]], tol_p, tol_t)
+            row["mse_delta"] = float(np.mean((d_pred - d_true) ** 2))
+            if n_top_de > 0:
+                row[f"mse_top{n_top_de}"] = float(np.mean((d_pred[top[g]] - d_true[top[g]]) ** 2))
+            ss_tot = float(np.sum((d_true - d_true.mean()) ** 2))
+            ss_res = float(np.sum((d_pred - d_true) ** 2))
+            row["r2_delta"] = 1.0 - ss_res / ss_tot if ss_tot > 0 else np.nan
+            if distributional:
+                xp = project(_rows(x_pred, _subsample(idx, max_cells, seed, "predicted", m, *g)))
+                xt = sub_true[g]
+                row["e_distance"] = float(energy_distance(xp, xt))
+                row["mmd"] = float(mmd(xp, xt))
+                row["sliced_w2"] = float(sliced_w2(xp, xt, n_projections=n_projections, seed=seed))
+            rows.append(row)
+
+    metric_cols = [c.format(n=n_top_de) for c in _DELTA_METRICS if n_top_de > 0 or "{n}" not in c]
+    if distributional:
+        metric_cols += list(_DIST_METRICS)
+    id_cols = ["method", "perturbation"] if context_key is None else ["method", "context", "perturbation"]
+    report = pd.DataFrame(rows, columns=["method", "context", "perturbation", "n_true", "n_predicted", *metric_cols])
+    report = report[[*id_cols, "n_true", "n_predicted", *metric_cols]].reset_index(drop=True)
+    if not summary:
+        return report
+    return report, _summarise(report, metric_cols, list(methods))
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _methods(predicted) -> dict[str, AnnData]:
+    if isinstance(predicted, AnnData):
+        return {"predicted": predicted}
+    if not isinstance(predicted, Mapping):
+        raise TypeError(f"predicted must be an AnnData or a dict {{method: AnnData}}, got {type(predicted).__name__}.")
+    if not predicted:
+        raise ValueError("predicted is an empty dict: pass at least one method.")
+    out = {}
+    for name, adata in predicted.items():
+        if not isinstance(adata, AnnData):
+            raise TypeError(f"predicted[{name!r}] must be an AnnData, got {type(adata).__name__}.")
+        out[str(name)] = adata
+    return out
+
+
+def _check_genes(reference: AnnData, other: AnnData, name: str) -> None:
+    ref, names = pd.Index(reference.var_names), pd.Index(other.var_names)
+    if ref.equals(names):
+        return
+    if len(ref) == len(names) and set(ref) == set(names):
+        raise ValueError(
+            f"{name} has the same genes as true but in another order; reorder it with "
+            f"`adata[:, true.var_names]` before scoring."
+        )
+    only_ref, only_other = ref.difference(names), names.difference(ref)
+    raise ValueError(
+        f"{name} and true must have the same genes in the same order: true has {len(ref)} genes, {name} has "
+        f"{len(names)}; only in true: {_preview(list(only_ref))}; only in {name}: {_preview(list(only_other))}. "
+        f"Subset both to shared genes, e.g. `adata[:, genes]`."
+    )
+
+
+def _check_key(adata: AnnData, key: str, arg: str, name: str) -> None:
+    if key not in adata.obs:
+        raise KeyError(f"{arg}={key!r} is not a column of {name}.obs; available columns: {list(adata.obs.columns)}.")
+
+
+def _matrix(adata: AnnData, layer: str | None, name: str):
+    if layer is None:
+        if adata.X is None:
+            raise ValueError(f"{name}.X is empty; pass layer= to read a layer.")
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(f"layer={layer!r} is not a layer of {name}; available layers: {list(adata.layers.keys())}.")
+    return adata.layers[layer]
+
+
+def _groups(adata: AnnData, perturbation_key: str, context_key: str | None) -> dict[tuple[str, str], np.ndarray]:
+    """``{(context, perturbation): row indices}``; cells with a missing label are ignored."""
+    pert = adata.obs[perturbation_key]
+    keep = ~pert.isna().to_numpy()
+    if context_key is None:
+        ctx = np.full(adata.n_obs, _NO_CONTEXT, dtype=object)
+    else:
+        c = adata.obs[context_key]
+        keep &= ~c.isna().to_numpy()
+        ctx = c.astype(str).to_numpy()
+    frame = pd.DataFrame({"c": ctx, "p": pert.astype(str).to_numpy()})[keep]
+    return {(str(c), str(p)): np.asarray(idx) for (c, p), idx in frame.groupby(["c", "p"], sort=True).indices.items()}
+
+
+def _labels(groups, context_key: str | None) -> list[str]:
+    return [p if context_key is None else f"{c}/{p}" for c, p in groups]
+
+
+def _preview(items: Sequence, k: int = 8) -> str:
+    items = list(items)
+    shown = ", ".join(repr(i) for i in items[:k])
+    return f"[{shown}{', ...' if len(items) > k else ''}] ({len(items)})"
+
+
+def _moments(x, idx: np.ndarray, need_var: bool) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Per-gene mean (and unbiased variance) of rows ``idx`` of a dense or sparse matrix, in chunks."""
+    n = len(idx)
+    s = np.zeros(x.shape[1])
+    s2 = np.zeros(x.shape[1]) if need_var else None
+    for start in range(0, n, _CHUNK):
+        block = _rows(x, idx[start : start + _CHUNK])
+        s += block.sum(0)
+        if need_var:
+            s2 += (block**2).sum(0)
+    mean = s / n
+    var = None
+    if need_var:
+        var = np.clip(s2 - n * mean**2, 0.0, None) / (n - 1) if n > 1 else np.zeros_like(mean)
+    return mean, var, n
+
+
+def _rows(x, idx: np.ndarray) -> np.ndarray:
+    block = x[np.sort(idx)]
+    block = block.toarray() if sp.issparse(block) else np.asarray(block)
+    return block.astype(np.float64, copy=False)
+
+
+def _subsample(idx: np.ndarray, max_cells: int | None, seed: int, *names: str) -> np.ndarray:
+    """At most ``max_cells`` of ``idx``, with a seed derived from ``seed`` and the group's names."""
+    if max_cells is None or len(idx) <= max_cells:
+        return idx
+    key = [int(seed) % 2**32, *(zlib.crc32(str(n).encode()) for n in names)]
+    return np.random.default_rng(key).choice(idx, size=int(max_cells), replace=False)
+
+
+def _projection(pca, n_pcs: int | None, blocks: list[np.ndarray], seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    if pca is not None:
+        fn = pca.transform if hasattr(pca, "transform") else pca
+
+        def project(x: np.ndarray) -> np.ndarray:
+            out = np.asarray(fn(x), dtype=np.float64)
+            if out.ndim != 2 or out.shape[0] != x.shape[0]:
+                raise ValueError(f"pca must map (n_cells, n_genes) to (n_cells, k), got shape {out.shape}.")
+            return out
+
+        return project
+    if n_pcs is None:
+        return lambda x: x
+    from sklearn.decomposition import PCA
+
+    fit = np.concatenate(blocks)
+    k = min(int(n_pcs), fit.shape[0], fit.shape[1])
+    model = PCA(n_components=k, random_state=seed).fit(fit)
+    return lambda x: model.transform(x).astype(np.float64, copy=False)
+
+
+def _eps(x) -> float:
+    """Relative round-off of a matrix's stored values (integer counts are exact)."""
+    dtype = np.dtype(x.dtype)
+    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray, tol_a: float, tol_b: float) -> float:
+    """Pearson correlation; NaN when either vector is constant up to ``tol`` (or has < 2 entries)."""
+    if len(a) < 2 or np.ptp(a) <= tol_a or np.ptp(b) <= tol_b:
+        return np.nan
+    a, b = a - a.mean(), b - b.mean()
+    return float(np.clip(np.sum(a * b) / np.sqrt(np.sum(a**2) * np.sum(b**2)), -1.0, 1.0))
+
+
+def _summarise(report: pd.DataFrame, metric_cols: list[str], methods: list[str]) -> pd.DataFrame:
+    grouped = report.groupby("method", sort=False)
+    n = grouped.size()
+    parts = []
+    for stat in ("mean", "median"):
+        frame = grouped[metric_cols].agg(stat)
+        frame.insert(0, "n_perturbations", n)
+        frame["statistic"] = stat
+        parts.append(frame.reset_index())
+    out = pd.concat(parts, ignore_index=True)
+    order = {m: i for i, m in enumerate(methods)}
+    out = out.sort_values(["method", "statistic"], key=lambda s: s.map(order) if s.name == "method" else s)
+    out = out.set_index(["method", "statistic"])
+    out["n_perturbations"] = out["n_perturbations"].astype(int)
+    return out
