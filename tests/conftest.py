@@ -12,12 +12,17 @@ os.environ.setdefault("MPLBACKEND", "agg")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def shared_file(*parts: str) -> Path:
-    """Path of a file in ../shared/data, skipping the test when it is absent."""
+def _shared_file(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} is not available")
     return path
+
+
+@pytest.fixture
+def shared_file():
+    """``shared_file("folder", "file")``: a path in ../shared/data; the test is skipped when it is absent."""
+    return _shared_file
 
 
 @pytest.fixture(autouse=True)

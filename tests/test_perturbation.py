@@ -34,6 +34,9 @@ def simulate(seed=0, cells=60, dim=6):
 
 @pytest.fixture(scope="module")
 def fitted():
+    import scvi
+
+    scvi.settings.seed = 0
     adata, feats = simulate()
     held_out = (adata.obs["ctx"] == "C") & (adata.obs["pert"] == "g7")
     train = adata[~held_out.to_numpy()].copy()
