@@ -157,7 +157,7 @@ def clone_information(
     """
     early_rep = clone_representations(data, clone_key, time_key, early, representation, state_key, use_rep)
     late_rep = clone_representations(data, clone_key, time_key, late, representation, state_key, use_rep)
-    clones = early_rep.index.intersection(late_rep.index)
+    clones = early_rep.index.intersection(late_rep.index).sort_values()  # one order for every representation
     if len(clones) <= k + 1:
         raise ValueError(f"Only {len(clones)} clones have cells at both early={list(early)} and late={list(late)}.")
     x = _reduce(early_rep.loc[clones], n_components, seed)
@@ -220,7 +220,8 @@ def predict_fate(
         raise ValueError(f"Unknown method={method!r}; choose 'ridge' or 'knn'.")
     early_rep = clone_representations(data, clone_key, time_key, early, representation, state_key, use_rep)
     late_comp = clone_representations(_adata_of(data), clone_key, time_key, late, "composition", state_key)
-    clones = early_rep.index.intersection(late_comp.index)
+    # one clone order for every representation, so a seed gives the same folds to GDE and to the baselines
+    clones = early_rep.index.intersection(late_comp.index).sort_values()
     if len(clones) < n_splits:
         raise ValueError(f"Only {len(clones)} clones have cells at both periods; need at least n_splits={n_splits}.")
     x = early_rep.loc[clones].to_numpy(dtype=float)
