@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scvi
+import torch
 from _common import machine, markdown_table
 
 import scgde
@@ -80,14 +81,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=None, help="kang2018_valid.h5ad (default: ../shared/data/kang2018_ifnb)")
     parser.add_argument("--cell-types", nargs="+", default=None)
-    parser.add_argument("--n-genes", type=int, default=2000)
+    parser.add_argument("--n-genes", type=int, default=1000)
     parser.add_argument("--n-latent", type=int, default=16)
     parser.add_argument("--n-hidden", type=int, default=128)
     parser.add_argument("--generator", default="cvae")
-    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one cell type, tiny training (a smoke test)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (more were slower on a shared 2-core box)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     adata = load(args.data)
     types = args.cell_types or sorted(adata.obs["cell_type"].unique())
     if args.quick:

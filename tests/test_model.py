@@ -282,3 +282,5 @@ def test_model_argument_errors():
         model.get_set_representation(adata[:, ::-1].copy())
     with pytest.raises(KeyError, match="Unknown set name"):
         model.generate(["nope"])
+    with pytest.raises(ValueError, match="chunk_size=0 must be a positive"):
+        model.get_set_representation(chunk_size=0)
