@@ -16,6 +16,7 @@ Usage: python benchmarks/lineage.py [--data PATH] [--seeds 0 1 2] [--quick]
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,9 @@ import pandas as pd
 import scanpy as sc
 import scvi
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from _common import machine, markdown_table
 
 import scgde
@@ -85,7 +89,7 @@ def evaluate(name: str, data, args, seed: int, representation=None) -> dict:
     }
 
 
-def main():
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -94,7 +98,7 @@ def main():
     parser.add_argument("--n-components", type=int, default=8)
     parser.add_argument("--n-permutations", type=int, default=200)
     parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)  # tiny networks: one thread is as fast and does not fight other jobs for cores
     if args.quick:
         args.seeds, args.max_epochs, args.n_permutations = args.seeds[:1], 2, 10
@@ -125,6 +129,7 @@ def main():
     summary.columns = [f"{a} ({b})" for a, b in summary.columns]
     print(f"machine: {machine()}; seeds {args.seeds}; early days {EARLY}, late {LATE}")
     print(markdown_table(summary[[c for c in summary.columns if "(mean)" in c or c.startswith("MI (bits) (std")]]))
+    return {"rows": table, "summary": summary}
 
 
 if __name__ == "__main__":

@@ -34,6 +34,11 @@ class PerturbationPredictor:
     A prediction for any (context, perturbation) pair, measured or not, is
     ``z(context, control) + dz_hat``, decoded into cells by the GDE generator.
 
+    The generator decides how good the predicted cells are: on the Kang 2018 benchmark
+    (``benchmarks/perturbation.py``) a GDE trained with ``generator="flow"`` beat the baselines'
+    energy distance for 5 of 7 held-out cell types, one with the CVAE (whose samples carry
+    independent per-gene noise) for none.
+
     Parameters
     ----------
     model

@@ -1,0 +1,68 @@
+"""Smoke tests of the real-data benchmarks' --quick modes (Kang 2018 and LARRY from ../shared, Table 4 on a simulator).
+
+Their numbers are not results (two epochs); the tests check that every method of every table is scored with
+finite metrics, so that a full run cannot fail at the end of an hour of training.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_perturbation_quick(shared_file, keep_threads, capsys):
+    data = shared_file("kang2018_ifnb", "kang2018_valid.h5ad")
+    out = _load("perturbation").main(["--quick", "--data", str(data)])
+    reports = out["reports"]
+    methods = set(reports["method"])
+    assert {"GDE (ridge)", "GDE (latent arithmetic)", "no change", "perturbation mean", "ridge"} <= methods
+    for metric in ("e_distance", "mmd", "sliced_w2", "r2_delta"):
+        assert np.isfinite(reports[metric]).all(), metric
+    # Pearson delta is undefined only for "no change" (its predicted delta is zero)
+    scored = reports[reports["method"] != "no change"]
+    assert np.isfinite(scored["pearson_delta_top20"]).all()
+    assert len(out["wins_e_distance"]) == len(out["wins_top20"]) == 1
+    assert "beats every baseline on E-distance" in capsys.readouterr().out
+
+
+def test_lineage_quick(shared_file, keep_threads, capsys):
+    shared_file("larry_cospar_subset", "test_adata_preprocessed.h5ad")
+    summary = _load("lineage").main(["--quick"])["summary"]
+    assert list(summary.index) == ["GDE", "untrained encoder", "pseudobulk (PCA mean)", "cell-state composition"]
+    assert np.isfinite(summary["MI (bits) (mean)"]).all()
+    assert np.isfinite(summary["fate TV (mean)"]).all()
+    assert ((summary["p-value (mean)"] > 0) & (summary["p-value (mean)"] <= 1)).all()
+    assert "MI (bits)" in capsys.readouterr().out
+
+
+def test_replogle_table4_quick(keep_threads, capsys):
+    """The Table 4 pipeline on the synthetic screen, whose mean shifts are linear in the features given."""
+    table = _load("replogle_table4").main(["--quick"])["table"]
+    assert list(table.index) == ["Mean", "training mean", "GDE", "GDE (generated cells)"]
+    assert np.isfinite(table[["R2 (squared Pearson)", "R2 (1 - SSE/SST)", "MSE"]].to_numpy()).all()
+    # features carry the held-out shifts: both feature-based predictions beat the feature-blind training mean
+    for method in ("Mean", "GDE"):
+        assert table.loc[method, "MSE"] < table.loc["training mean", "MSE"], method
+    assert "R2 (squared Pearson)" in capsys.readouterr().out
