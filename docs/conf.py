@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from datetime import date
-from importlib.metadata import version
+from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -14,7 +14,8 @@ OFFLINE = os.environ.get("SCGDE_DOCS_OFFLINE", "0") == "1"
 project = "scgde"
 author = "scgde developers"
 copyright = f"{date.today().year}, {author}"
-release = version("scgde")
+release = metadata.version("scgde")
+version = ".".join(release.split(".")[:2])
 
 extensions = [
     "myst_nb",

@@ -132,22 +132,23 @@ def synthetic_perturbseq(
 
     Returns
     -------
-    AnnData of ``n_cell_types * (n_control_cells + n_perturbations * cells_per_group)`` cells x ``n_genes``
-    (``X`` float32) with
+    AnnData
+        ``n_cell_types * (n_control_cells + n_perturbations * cells_per_group)`` cells x ``n_genes``
+        (``X`` float32) with
 
-    - ``obs["perturbation"]`` (categorical, ``"control"`` first, then the target gene names),
-      ``obs["cell_type"]`` (``"type_<i>"``) and ``obs["responder"]`` (bool; False for controls and
-      non-responders);
-    - ``var["perturbed"]`` (the gene is a perturbation target);
-    - ``uns["perturbation_features"]`` (DataFrame, perturbations x ``program_<k>``) and
-      ``uns["gene_features"]`` (DataFrame, genes x programs);
-    - ``uns["true_effects"]``: DataFrame of the true mean shifts ``Delta[c, p]``, one row per
-      (cell type, perturbation) indexed ``"<cell_type>|<perturbation>"``, genes as columns;
-    - ``uns["perturbseq"]``: the remaining ground truth: ``control_means`` (DataFrame, cell types x genes),
-      ``noise_loadings`` (array, cell types x K x G), ``noise_sd``, ``effect_map`` (DataFrame, programs x
-      genes), ``cell_types`` (DataFrame with the effect scale ``s_c``), ``perturbations`` (DataFrame with
-      ``target`` and ``responder_fraction``), ``responder_direction`` (``v``), ``knockdown`` and
-      ``dispersion`` (NaN without counts).
+        - ``obs["perturbation"]`` (categorical, ``"control"`` first, then the target gene names),
+          ``obs["cell_type"]`` (``"type_<i>"``) and ``obs["responder"]`` (bool; False for controls and
+          non-responders);
+        - ``var["perturbed"]`` (the gene is a perturbation target);
+        - ``uns["perturbation_features"]`` (DataFrame, perturbations x ``program_<k>``) and
+          ``uns["gene_features"]`` (DataFrame, genes x programs);
+        - ``uns["true_effects"]``: DataFrame of the true mean shifts ``Delta[c, p]``, one row per
+          (cell type, perturbation) indexed ``"<cell_type>|<perturbation>"``, genes as columns;
+        - ``uns["perturbseq"]``: the remaining ground truth: ``control_means`` (DataFrame, cell types x genes),
+          ``noise_loadings`` (array, cell types x K x G), ``noise_sd``, ``effect_map`` (DataFrame, programs x
+          genes), ``cell_types`` (DataFrame with the effect scale ``s_c``), ``perturbations`` (DataFrame with
+          ``target`` and ``responder_fraction``), ``responder_direction`` (``v``), ``knockdown`` and
+          ``dispersion`` (NaN without counts).
 
     Examples
     --------
