@@ -669,12 +669,21 @@ def parse(argv=None) -> argparse.Namespace:
     return args
 
 
+def _options(args) -> str:
+    """The command-line options that reproduce ``args`` (every one that differs from its default)."""
+    defaults = vars(parse([args.experiment]))
+    flags = " --quick" if args.quick else ""
+    for key, value in vars(args).items():
+        if key not in ("experiment", "quick", "mode", "seed") and value != defaults[key]:
+            flags += f" --{key.replace('_', '-')} {value}"
+    return f"{flags} --seed {args.seed}"
+
+
 def run_one(name: str, args) -> dict:
     start = time.perf_counter()
     result = RUNNERS[name](args)
     result["wall_s"] = time.perf_counter() - start
-    flags = " --quick" if args.quick else ""
-    result["command"] = f"python benchmarks/synthetic_discrete.py {name}{flags} --seed {args.seed}"
+    result["command"] = f"python benchmarks/synthetic_discrete.py {name}{_options(args)}"
     result["markdown"] = "\n".join(
         [
             f"### {TITLES[name]}",
