@@ -112,7 +112,9 @@ class SetDataModule(LightningDataModule):
         return out
 
     def train_dataloader(self) -> DataLoader:
+        """Batches of training sets; each item is already a whole batch, so the loader does not batch again."""
         return DataLoader(self._train, batch_size=None, shuffle=False)
 
     def val_dataloader(self) -> DataLoader | list:
+        """Batches of validation sets, or an empty list when no set was held out."""
         return [] if self._val is None else DataLoader(self._val, batch_size=None, shuffle=False)
