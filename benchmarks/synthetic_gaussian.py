@@ -736,12 +736,12 @@ def _interpolation_summary(block: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("path")
 
 
-def run_interpolation(quick: bool, seed: int, n_steps: int | None = None) -> dict:
+def run_interpolation(quick: bool, seed: int, n_steps: int | None = None, generator: str = "ddpm") -> dict:
     size = SIZES["interpolation"]["quick" if quick else "full"]
     n_steps = n_steps or (11 if quick else 21)
     cfg = W2_SETTINGS["paper"]
     train = scgde.datasets.synthetic_mvn(size.n_train, size.train_set_size, dim=2, seed=seed, **cfg)
-    fitted = fit(train, "resnet", "ddpm", size, seed)
+    fitted = fit(train, "resnet", generator, size, seed)
     cands = scgde.datasets.synthetic_mvn(size.n_test, size.test_set_size, dim=2, seed=seed + 1000, **cfg)
     truth = cands.uns["synthetic"]
     means, covs = truth["means"], truth["covs"]
@@ -774,7 +774,7 @@ def run_interpolation(quick: bool, seed: int, n_steps: int | None = None) -> dic
     per_t.index = pd.Index([f"{t:.2f}" for t in ts], name="t")
     per_t.columns = ["GDE", "GDE vs own-endpoint geodesic", "untrained", "linear mixture", "moment interp.", "OT floor"]
     notes = (
-        "2-D MVN (mu ~ U[0,5]^2, df=10), resnet + ddpm. Endpoints: two held-out Gaussians, each encoded from "
+        f"2-D MVN (mu ~ U[0,5]^2, df=10), resnet + {generator}. Endpoints: two held-out Gaussians, each encoded from "
         f"{size.test_set_size} points; {n_steps} equally spaced latent interpolants, {size.n_gen} generated points each; "
         "mean/covariance of the generated points vs the McCann geodesic point OT_t between the TRUE endpoint Gaussians. "
         "t=0 and t=1 are GDE's reconstruction errors; 'GDE vs own-endpoint geodesic' removes them. The linear mixture "
@@ -816,6 +816,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--variant", choices=["paper", "covariance", "both"], default="both", help="table5 only")
     parser.add_argument("--encoders", default=None, help="table5: comma-separated encoders of the grid to run")
     parser.add_argument("--gmm-train-df", type=float, default=10.0, help="table2: df of the training components")
+    parser.add_argument(
+        "--generator", choices=["ddpm", "flow", "cvae", "direct"], default="ddpm", help="interpolation only"
+    )
     parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     parser.add_argument(
         "--threads",
@@ -846,7 +849,7 @@ def main(argv=None) -> dict:
                 elif command == "distances":
                     res = run_distances(args.quick, args.seed)
                 else:
-                    res = run_interpolation(args.quick, args.seed)
+                    res = run_interpolation(args.quick, args.seed, generator=args.generator)
                 res["wall_s"] = time.perf_counter() - start
                 results[command] = res
                 print(

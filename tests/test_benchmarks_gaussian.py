@@ -78,3 +78,15 @@ def test_quick_raises_when_training_does_not_help(bench, monkeypatch):
     monkeypatch.setitem(bench.GRID_QUICK, "paper", [("mean", "direct")])
     with pytest.raises(AssertionError, match="untrained"):
         bench.main(["table5", "--quick", "--variant", "paper"])
+
+
+def test_covariance_probe_quick():
+    path = SCRIPT.with_name("covariance_probe.py")
+    spec = importlib.util.spec_from_file_location("covariance_probe_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    frame = module.main(["--quick", "--steps", "30"])
+    assert list(frame.index) == ["held-out sets", "training sets"]
+    assert np.isfinite(frame.to_numpy()).all()
+    # even barely trained, a set vector determines its set's mean
+    assert (frame["R^2 z -> mean (ridge)"] > 0.9).all()
