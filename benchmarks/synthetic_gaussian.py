@@ -566,11 +566,11 @@ def _embed(model, test) -> np.ndarray:
     return model.get_set_representation(test, sets=names, chunk_size=_chunk(test)).to_numpy()
 
 
-def mvn_distances(setting: str, size: Size, seed: int) -> dict:
+def mvn_distances(setting: str, size: Size, seed: int, generator: str = "ddpm") -> dict:
     cfg = W2_SETTINGS[setting]
     train = scgde.datasets.synthetic_mvn(size.n_train, size.train_set_size, dim=2, seed=seed, **cfg)
     test = scgde.datasets.synthetic_mvn(size.n_test, size.test_set_size, dim=2, seed=seed + 1000, **cfg)
-    fitted = fit(train, "resnet", "ddpm", size, seed)
+    fitted = fit(train, "resnet", generator, size, seed)
     truth = test.uns["synthetic"]
     w2 = upper(gaussian_w2(truth["means"], truth["covs"], truth["means"], truth["covs"], paired=False))
     m, c = moments(set_arrays(test))
@@ -594,7 +594,7 @@ def _pairwise_mw2(weights, means, covs) -> np.ndarray:
     return np.asarray(out)
 
 
-def gmm_distances(size: Size, seed: int) -> dict:
+def gmm_distances(size: Size, seed: int, generator: str = "ddpm") -> dict:
     from sklearn.mixture import GaussianMixture
 
     gsize = replace(
@@ -609,7 +609,7 @@ def gmm_distances(size: Size, seed: int) -> dict:
     test = scgde.datasets.synthetic_gmm(
         gsize.n_test, gsize.test_set_size, dim=2, n_components=3, alpha=1.0, seed=seed + 2000, **GMM2
     )
-    fitted = fit(train, "resnet", "ddpm", gsize, seed, mixer={"k": 3, "alpha": 1.0})
+    fitted = fit(train, "resnet", generator, gsize, seed, mixer={"k": 3, "alpha": 1.0})
     truth = test.uns["synthetic"]
     mw2 = _pairwise_mw2(truth["weights"], truth["means"], truth["covs"])
     x = set_arrays(test)
@@ -633,13 +633,13 @@ def gmm_distances(size: Size, seed: int) -> dict:
     }
 
 
-def run_distances(quick: bool, seed: int) -> dict:
+def run_distances(quick: bool, seed: int, generator: str = "ddpm") -> dict:
     size = SIZES["distances"]["quick" if quick else "full"]
     rows = []
     for setting in ("paper", "covariance"):
-        rows.append(mvn_distances(setting, size, seed))
+        rows.append(mvn_distances(setting, size, seed, generator))
         print(f"  [distances] {rows[-1]['setting']}: rho {rows[-1]['GDE latent L2']:.3f}", flush=True)
-    rows.append(gmm_distances(size, seed))
+    rows.append(gmm_distances(size, seed, generator))
     print(f"  [distances] gmm: rho {rows[-1]['GDE latent L2']:.3f}", flush=True)
     gsize = rows[-1].pop("size")
     columns = [
@@ -659,7 +659,7 @@ def run_distances(quick: bool, seed: int) -> dict:
     notes = (
         "Spearman correlation between a pairwise distance and the true distance (MVN: W2 of the true parameters; "
         "GMM: MW2 = sqrt(squared mixture-W2) of the true parameters) over all pairs of held-out sets. Model: resnet + "
-        f"ddpm (paper: GNN L=16 H=64 + DDPM, 50,000 sets, random pairs of training sets). The GMM model is trained "
+        f"{generator} (paper: GNN L=16 H=64 + DDPM, 50,000 sets, random pairs of training sets). The GMM model is trained "
         f"with the mixer (k=3, alpha=1) over 2-D MVN sets (df=10, mu ~ U[0,5]^2), L={gsize.n_latent}, "
         f"H={gsize.n_hidden}, {gsize.cells_per_set} points per mixture, training sets of {gsize.train_set_size}; "
         f"held-out GMMs have {gsize.test_set_size} points."
@@ -817,7 +817,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--encoders", default=None, help="table5: comma-separated encoders of the grid to run")
     parser.add_argument("--gmm-train-df", type=float, default=10.0, help="table2: df of the training components")
     parser.add_argument(
-        "--generator", choices=["ddpm", "flow", "cvae", "direct"], default="ddpm", help="interpolation only"
+        "--generator", choices=["ddpm", "flow", "cvae", "direct"], default="ddpm", help="distances and interpolation"
     )
     parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     parser.add_argument(
@@ -847,7 +847,7 @@ def main(argv=None) -> dict:
                 elif command == "table2":
                     res = run_table2(args.quick, args.seed, args.gmm_train_df)
                 elif command == "distances":
-                    res = run_distances(args.quick, args.seed)
+                    res = run_distances(args.quick, args.seed, args.generator)
                 else:
                     res = run_interpolation(args.quick, args.seed, generator=args.generator)
                 res["wall_s"] = time.perf_counter() - start
