@@ -34,7 +34,10 @@ from _common import machine, markdown_table
 import scgde
 from scgde.metrics import gaussian_w2
 
-TRIU = ([0, 0, 1], [0, 1, 1])  # the 3 free entries of a 2x2 covariance
+
+def _targets(means: np.ndarray, covs: np.ndarray) -> dict[str, np.ndarray]:
+    """What the probes predict: the mean and the 3 free entries of each 2x2 covariance."""
+    return {"mean": means, "covariance": covs[:, [0, 0, 1], [0, 1, 1]]}
 
 
 def probe(generator: str, steps: int, setting: str, seed: int, quick: bool) -> pd.DataFrame:
@@ -42,35 +45,27 @@ def probe(generator: str, steps: int, setting: str, seed: int, quick: bool) -> p
     cfg = sg.W2_SETTINGS[setting]
     train = scgde.datasets.synthetic_mvn(size.n_train, size.train_set_size, dim=2, seed=seed, **cfg)
     test = scgde.datasets.synthetic_mvn(size.n_test, size.test_set_size, dim=2, seed=seed + 1000, **cfg)
-    fitted = sg.fit(train, "resnet", generator, size, seed)
-    model = fitted.model
-    z_train = model.get_set_representation(train).to_numpy()
-    truth_train = train.uns["synthetic"]
+    model = sg.fit(train, "resnet", generator, size, seed).model
+    z_train = sg._embed(model, train)  # rows in uns["synthetic"]["sets"] order, like the truth
     alphas = np.logspace(-4, 3, 15)
-    targets = {"mean": lambda t: t["means"], "covariance": lambda t: t["covs"][:, TRIU[0], TRIU[1]]}
+    y_train = _targets(train.uns["synthetic"]["means"], train.uns["synthetic"]["covs"])
     regressors = {
-        name: (
-            RidgeCV(alphas=alphas).fit(z_train, f(truth_train)),
-            KNeighborsRegressor(10).fit(z_train, f(truth_train)),
-        )
-        for name, f in targets.items()
+        name: (RidgeCV(alphas=alphas).fit(z_train, y), KNeighborsRegressor(10).fit(z_train, y))
+        for name, y in y_train.items()
     }
     rows = {}
     rng = np.random.default_rng(seed)
-    for label, adata in [("held-out sets", test), ("training sets", train)]:
+    for label, adata, z_all in [("held-out sets", test, sg._embed(model, test)), ("training sets", train, z_train)]:
         truth = adata.uns["synthetic"]
-        names = list(truth["sets"])
-        pick = np.sort(rng.choice(len(names), size=min(size.n_test, len(names)), replace=False))
-        names = [names[i] for i in pick]
-        z = model.get_set_representation(adata, sets=names).to_numpy()
-        means, covs = truth["means"][pick], truth["covs"][pick]
+        pick = np.sort(rng.choice(len(z_all), size=min(size.n_test, len(z_all)), replace=False))
+        z, means, covs = z_all[pick], truth["means"][pick], truth["covs"][pick]
         row = {}
-        for name, (ridge, knn) in regressors.items():
-            y = targets[name]({"means": means, "covs": covs})
+        for name, y in _targets(means, covs).items():
+            ridge, knn = regressors[name]
             row[f"R^2 z -> {name} (ridge)"] = ridge.score(z, y)
             row[f"R^2 z -> {name} (10-NN)"] = knn.score(z, y)
         generated = model.generate(z, n_cells=size.n_gen).X
-        m, c = sg.moments(np.asarray(generated, dtype=np.float64).reshape(len(names), size.n_gen, -1))
+        m, c = sg.moments(np.asarray(generated, dtype=np.float64).reshape(len(pick), size.n_gen, -1))
         row["mean error ‖Δμ‖"] = float(np.linalg.norm(m - means, axis=1).mean())
         row["W2, covariance part"] = float(gaussian_w2(means, c, means, covs).mean())
         row["W2"] = float(gaussian_w2(m, c, means, covs).mean())

@@ -16,14 +16,18 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "synthetic_gaussian.py"
 
 
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("synthetic_gaussian_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield _load(SCRIPT, "synthetic_gaussian_benchmark")
+    sys.modules.pop("synthetic_gaussian_benchmark", None)
 
 
 def test_table5_quick(bench, capsys):
@@ -81,10 +85,7 @@ def test_quick_raises_when_training_does_not_help(bench, monkeypatch):
 
 
 def test_covariance_probe_quick():
-    path = SCRIPT.with_name("covariance_probe.py")
-    spec = importlib.util.spec_from_file_location("covariance_probe_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load(SCRIPT.with_name("covariance_probe.py"), "covariance_probe_benchmark")
     frame = module.main(["--quick", "--steps", "30"])
     assert list(frame.index) == ["held-out sets", "training sets"]
     assert np.isfinite(frame.to_numpy()).all()
