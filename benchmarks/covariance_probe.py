@@ -1,6 +1,6 @@
 """Does the set embedding carry the covariance, or only the mean? (2-D Gaussian sets)
 
-Trains a GDE (resnet encoder) on 2-D Gaussian sets exactly as ``synthetic_gaussian.py interpolation``
+Trains a GDE (resnet encoder) on 2-D Gaussian sets exactly as ``benchmarks.gaussian_interpolation``
 does, then, on 40 held-out sets of 20,000 points and 40 training sets:
 
 - probes the set vectors: R^2 of ridge and 10-NN regressions (fitted on all training sets) from the
@@ -9,29 +9,22 @@ does, then, on 40 held-out sets of 20,000 points and 40 training sets:
   (``‖Δμ‖`` and the W2 with the true mean put in), and reports the slope of the generated
   covariance trace against the true one (1 = covariances reproduced, 0 = one covariance for all).
 
-Usage: python benchmarks/covariance_probe.py [--generator flow] [--steps 1500] [--setting paper] [--quick]
+Usage: python -m benchmarks.covariance_probe [--generator flow] [--steps 1500] [--setting paper] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.linear_model import RidgeCV
 from sklearn.neighbors import KNeighborsRegressor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import synthetic_gaussian as sg
-from _common import machine, markdown_table
-
 import scgde
+from benchmarks import _common
+from benchmarks._gaussian import MVN2, embed, fit_pair, moments, size_of
 from scgde.metrics import gaussian_w2
 
 
@@ -41,12 +34,13 @@ def _targets(means: np.ndarray, covs: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def probe(generator: str, steps: int, setting: str, seed: int, quick: bool) -> pd.DataFrame:
-    size = replace(sg.SIZES["interpolation"]["quick" if quick else "full"], steps=steps)
-    cfg = sg.W2_SETTINGS[setting]
+    """Probe and regeneration scores of held-out and training sets (rows) for one trained model."""
+    size = size_of("interpolation", quick, steps)
+    cfg = MVN2[setting]
     train = scgde.datasets.synthetic_mvn(size.n_train, size.train_set_size, dim=2, seed=seed, **cfg)
     test = scgde.datasets.synthetic_mvn(size.n_test, size.test_set_size, dim=2, seed=seed + 1000, **cfg)
-    model = sg.fit(train, "resnet", generator, size, seed).model
-    z_train = sg._embed(model, train)  # rows in uns["synthetic"]["sets"] order, like the truth
+    model = fit_pair(train, "resnet", generator, size, seed).model
+    z_train = embed(model, train)  # rows in uns["synthetic"]["sets"] order, like the truth
     alphas = np.logspace(-4, 3, 15)
     y_train = _targets(train.uns["synthetic"]["means"], train.uns["synthetic"]["covs"])
     regressors = {
@@ -55,7 +49,7 @@ def probe(generator: str, steps: int, setting: str, seed: int, quick: bool) -> p
     }
     rows = {}
     rng = np.random.default_rng(seed)
-    for label, adata, z_all in [("held-out sets", test, sg._embed(model, test)), ("training sets", train, z_train)]:
+    for label, adata, z_all in [("held-out sets", test, embed(model, test)), ("training sets", train, z_train)]:
         truth = adata.uns["synthetic"]
         pick = np.sort(rng.choice(len(z_all), size=min(size.n_test, len(z_all)), replace=False))
         z, means, covs = z_all[pick], truth["means"][pick], truth["covs"][pick]
@@ -65,7 +59,7 @@ def probe(generator: str, steps: int, setting: str, seed: int, quick: bool) -> p
             row[f"R^2 z -> {name} (ridge)"] = ridge.score(z, y)
             row[f"R^2 z -> {name} (10-NN)"] = knn.score(z, y)
         generated = model.generate(z, n_cells=size.n_gen).X
-        m, c = sg.moments(np.asarray(generated, dtype=np.float64).reshape(len(pick), size.n_gen, -1))
+        m, c = moments(np.asarray(generated, dtype=np.float64).reshape(len(pick), size.n_gen, -1))
         row["mean error ‖Δμ‖"] = float(np.linalg.norm(m - means, axis=1).mean())
         row["W2, covariance part"] = float(gaussian_w2(means, c, means, covs).mean())
         row["W2"] = float(gaussian_w2(m, c, means, covs).mean())
@@ -77,20 +71,20 @@ def probe(generator: str, steps: int, setting: str, seed: int, quick: bool) -> p
     return frame
 
 
-def main(argv=None) -> pd.DataFrame:
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    """Command line: train, probe and print the scores; returns them (one row per set group)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", choices=["ddpm", "flow", "cvae", "direct"], default="flow")
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--setting", choices=sorted(sg.W2_SETTINGS), default="paper")
+    parser.add_argument("--setting", choices=sorted(MVN2), default="paper")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     args = parser.parse_args(argv)
-    sg._quiet()
-    torch.set_num_threads(1)
     start = time.perf_counter()
-    frame = probe(args.generator, args.steps, args.setting, args.seed, args.quick)
-    print(markdown_table(frame.T))
-    print(f"\nwall time {time.perf_counter() - start:.0f} s; {machine()}; 1 torch thread")
+    with _common.quiet(), _common.pinned_threads(1):
+        frame = probe(args.generator, args.steps, args.setting, args.seed, args.quick)
+    print(_common.markdown_table(frame.T))
+    print(f"\nwall time {time.perf_counter() - start:.0f} s; {_common.machine()}; 1 torch thread")
     return frame
 
 

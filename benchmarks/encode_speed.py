@@ -6,7 +6,7 @@
    (CSR), measured in a fresh process (``ru_maxrss``), beside the same process's memory before the
    encoding starts (imports + model) and the size of the matrix itself.
 
-Usage: python benchmarks/encode_speed.py [--n-cells 2000000] [--workdir /tmp/scgde_bench] [--quick]
+Usage: python -m benchmarks.encode_speed [--n-cells 2000000] [--workdir /tmp/scgde_bench] [--threads 1] [--quick]
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import _common
+
 N_GENES = 2000
+REPO = Path(__file__).resolve().parents[1]
+#: the encoder measured (the library's defaults when the numbers were recorded); the generator is never called
+ARCH = {"encoder": "resnet", "n_latent": 64, "n_hidden": 128, "generator": "cvae"}
 
 
 def rss_mib() -> float:
@@ -33,10 +38,7 @@ def rss_mib() -> float:
 
 
 def make_model(adata):
-    import scgde
-
-    scgde.model.GDE.setup_anndata(adata, set_key="set")
-    return scgde.model.GDE(adata)  # defaults: resnet encoder, n_latent 64, n_hidden 128
+    return _common.make_model(adata, seed=0, **ARCH)
 
 
 def throughput(n_cells: int) -> dict:
@@ -50,7 +52,8 @@ def throughput(n_cells: int) -> dict:
     adata = ad.AnnData(x, obs=obs)
     model = make_model(adata)
     enc = model.module.encoder.eval()
-    xt = torch.from_numpy(x[:100_000]).reshape(100, 1000, N_GENES)
+    n_sets = min(100, n_cells // 1000)  # 100 sets of 1,000 cells (fewer in --quick)
+    xt = torch.from_numpy(x[: n_sets * 1000]).reshape(n_sets, 1000, N_GENES)
     with torch.inference_mode():
         enc(xt[:2])
         start = time.perf_counter()
@@ -105,18 +108,8 @@ def stream_child(path: str) -> None:
     print(json.dumps({"rss_before_mib": before, "peak_rss_mib": rss_mib(), "seconds": seconds, "n_cells": adata.n_obs}))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n-cells", type=int, default=2_000_000)
-    parser.add_argument("--density", type=float, default=0.05)
-    parser.add_argument("--workdir", default="/tmp/scgde_bench")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rewrite", action="store_true", help="write the backed file even if it exists")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        stream_child(args.child)
-        return
+def _measure(args: argparse.Namespace) -> dict:
+    """Throughput here, streaming memory in a fresh process; prints and returns the measures."""
     n_stream = 20_000 if args.quick else args.n_cells
     tp = throughput(20_000 if args.quick else 200_000)
     work = Path(args.workdir)
@@ -129,7 +122,8 @@ def main():
         start = time.perf_counter()
         size_gib = write_backed(path, n_stream, args.density)
         print(f"wrote {path} ({size_gib:.2f} GiB) in {time.perf_counter() - start:.0f} s")
-    out = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True)
+    child = [sys.executable, "-m", "benchmarks.encode_speed", "--child", str(path), "--threads", str(args.threads)]
+    out = subprocess.run(child, capture_output=True, text=True, cwd=REPO)
     if out.returncode:
         raise RuntimeError(f"the streaming child process failed:\n{out.stderr}")
     mem = json.loads(out.stdout.strip().splitlines()[-1])
@@ -143,6 +137,26 @@ def main():
     print(f"| RSS before encoding (imports + model) | {mem['rss_before_mib']:.0f} MiB |")
     print(f"| peak RSS while streaming | {mem['peak_rss_mib']:.0f} MiB |")
     print(f"| increase due to streaming | {mem['peak_rss_mib'] - mem['rss_before_mib']:.0f} MiB |")
+    print(f"\n{_common.machine()}; {args.threads} torch/BLAS thread(s)")
+    return {**tp, **mem, "size_gib": size_gib}
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    """Command line: measure, print the table; returns the measures (``None`` in the child process)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-cells", type=int, default=2_000_000)
+    parser.add_argument("--density", type=float, default=0.05)
+    parser.add_argument("--workdir", default="/tmp/scgde_bench")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rewrite", action="store_true", help="write the backed file even if it exists")
+    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (here and in the child)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    with _common.quiet(), _common.pinned_threads(args.threads):
+        if args.child:
+            stream_child(args.child)
+            return None
+        return _measure(args)
 
 
 if __name__ == "__main__":

@@ -10,28 +10,21 @@ composition from its early representation (held-out clones, 5-fold CV), beside t
 Runs on the subset in ../shared/data/larry_cospar_subset (781 cells); pass --data for the full
 LARRY data (scgde.datasets.weinreb2020()).
 
-Usage: python benchmarks/lineage.py [--data PATH] [--seeds 0 1 2] [--quick]
+Usage: python -m benchmarks.lineage [--data PATH] [--seeds 0 1 2] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
-import scvi
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import machine, markdown_table
 
 import scgde
+from benchmarks import _common
 
 SUBSET = (
     Path(__file__).resolve().parents[1].parent
@@ -41,6 +34,7 @@ SUBSET = (
     / "test_adata_preprocessed.h5ad"
 )
 EARLY, LATE = ["2", "4"], ["6"]
+SETS_PER_BATCH, CELLS_PER_SET, TRAIN_SIZE = 32, 16, 0.9
 
 
 def load(path: str | None) -> ad.AnnData:
@@ -89,8 +83,30 @@ def evaluate(name: str, data, args, seed: int, representation=None) -> dict:
     }
 
 
+def fit(adata: ad.AnnData, args, seed: int) -> tuple:
+    """The trained GDE (resnet + cvae), its untrained counterpart (built just before it) and the training time."""
+    arch = {"generator": "cvae", "encoder": "resnet", "n_latent": args.n_latent, "n_hidden": 128}
+    untrained = _common.make_model(adata, set_key=["clone", "time"], seed=seed, **arch)
+    # built right after the untrained one from the same random stream, as when the numbers were recorded
+    model = _common.make_model(adata, set_key=None, seed=None, **arch)
+    in_sets = int((adata.obs["clone"].notna() & adata.obs["time"].notna()).sum())
+    # the subset's clones have ~1 early cell each: without early stopping the validation loss explodes
+    train_s = _common.train(
+        model,
+        epochs=args.max_epochs,
+        batches_per_epoch=_common.one_pass(round(TRAIN_SIZE * in_sets), SETS_PER_BATCH, CELLS_PER_SET),
+        sets_per_batch=SETS_PER_BATCH,
+        cells_per_set=CELLS_PER_SET,
+        train_size=TRAIN_SIZE,
+        lr_schedule="cosine",
+        early_stopping=True,
+        early_stopping_patience=10,
+    )
+    return model, untrained, train_s
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--max-epochs", type=int, default=150)
@@ -99,36 +115,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-permutations", type=int, default=200)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # tiny networks: one thread is as fast and does not fight other jobs for cores
     if args.quick:
         args.seeds, args.max_epochs, args.n_permutations = args.seeds[:1], 2, 10
-    adata = load(args.data)
     rows = []
-    for seed in args.seeds:
-        scvi.settings.seed = seed
-        scgde.model.GDE.setup_anndata(adata, set_key=["clone", "time"])
-        untrained = scgde.model.GDE(adata, n_latent=args.n_latent, generator="cvae")
-        model = scgde.model.GDE(adata, n_latent=args.n_latent, generator="cvae")
-        start = time.perf_counter()
-        # the subset's clones have ~1 early cell each: without early stopping the validation loss explodes
-        model.train(
-            max_epochs=args.max_epochs,
-            sets_per_batch=32,
-            cells_per_set=16,
-            early_stopping=True,
-            early_stopping_patience=10,
-            enable_progress_bar=False,
-        )
-        train_s = time.perf_counter() - start
-        rows.append({**evaluate("GDE", model, args, seed), "train (s)": train_s})
-        rows.append(evaluate("untrained encoder", untrained, args, seed))
-        rows.append(evaluate("pseudobulk (PCA mean)", adata, args, seed, "pseudobulk"))
-        rows.append(evaluate("cell-state composition", adata, args, seed, "composition"))
+    # tiny networks: one thread is as fast and does not fight other jobs for cores
+    with _common.quiet(), _common.pinned_threads(1):
+        adata = load(args.data)
+        for seed in args.seeds:
+            model, untrained, train_s = fit(adata, args, seed)
+            rows.append({**evaluate("GDE", model, args, seed), "train (s)": train_s})
+            rows.append(evaluate("untrained encoder", untrained, args, seed))
+            rows.append(evaluate("pseudobulk (PCA mean)", adata, args, seed, "pseudobulk"))
+            rows.append(evaluate("cell-state composition", adata, args, seed, "composition"))
     table = pd.DataFrame(rows)
     summary = table.groupby("representation", sort=False).agg(["mean", "std"]).drop(columns=["seed"], level=0)
     summary.columns = [f"{a} ({b})" for a, b in summary.columns]
-    print(f"machine: {machine()}; seeds {args.seeds}; early days {EARLY}, late {LATE}")
-    print(markdown_table(summary[[c for c in summary.columns if "(mean)" in c or c.startswith("MI (bits) (std")]]))
+    print(f"machine: {_common.machine()}; seeds {args.seeds}; early days {EARLY}, late {LATE}")
+    shown = [c for c in summary.columns if "(mean)" in c or c.startswith("MI (bits) (std")]
+    print(_common.markdown_table(summary[shown]))
     return {"rows": table, "summary": summary}
 
 

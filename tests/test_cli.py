@@ -1,62 +1,185 @@
-"""The command line: demo, train, embed, generate."""
+"""The command line: train, embed, generate; fast argument handling and one-line input errors."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 import anndata as ad
 import numpy as np
+import pytest
 
 import scgde
 from scgde.cli import main
 
-
-def test_demo_quick(tmp_path):
-    main(["demo", "--quick", "--out", str(tmp_path)])
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert np.isfinite(report["spearman_latent_vs_composition"])
-    assert (tmp_path / "set_umap.png").stat().st_size > 1000
-    sets = ad.read_h5ad(tmp_path / "sets.h5ad")
-    assert "X_umap" in sets.obsm and "dominant_type" in sets.obs
+TINY = ["--n-latent", "4", "--max-epochs", "1", "--batches-per-epoch", "2", "--sets-per-batch", "4"]
+TINY += ["--cells-per-set", "8"]
 
 
-def test_train_embed_generate(tmp_path):
-    data = scgde.datasets.synthetic_mvn(n_sets=8, set_size=30, dim=3)
-    data.write_h5ad(tmp_path / "d.h5ad")
-    main(
-        [
-            "train",
-            str(tmp_path / "d.h5ad"),
-            "--set-key",
-            "set",
-            "--out",
-            str(tmp_path / "run"),
-            "--n-latent",
-            "4",
-            "--max-epochs",
-            "1",
-            "--sets-per-batch",
-            "4",
-            "--cells-per-set",
-            "8",
-        ]
+def _error_line(capsys) -> str:
+    """The single ``scgde: error:`` line of a failed call (and no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("scgde: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _fails(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    return _error_line(capsys)
+
+
+@pytest.fixture(scope="module")
+def gaussian_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gaussian")
+    scgde.datasets.synthetic_mvn(n_sets=8, set_size=30, dim=3).write_h5ad(root / "d.h5ad")
+    main(["train", str(root / "d.h5ad"), "--set-key", "set", "--out", str(root / "run"), *TINY])
+    return root
+
+
+@pytest.fixture(scope="module")
+def counts_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("counts")
+    data = scgde.datasets.synthetic_poisson(n_sets=6, set_size=30, dim=4)
+    data.layers["counts"] = data.X.copy()
+    data.X = np.log1p(data.X)
+    data.write_h5ad(root / "d.h5ad")
+    argv = ["train", str(root / "d.h5ad"), "--set-key", "set", "--out", str(root / "run"), *TINY]
+    main([*argv, "--layer", "counts", "--likelihood", "nb", "--generator", "cvae"])
+    return root, data
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_import_no_torch(flag):
+    code = (
+        "import sys, scgde.cli\n"
+        "try:\n"
+        f"    scgde.cli.main([{flag!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted({'torch', 'lightning', 'scvi', 'anndata'} & set(sys.modules)))\n"
     )
-    assert ad.read_h5ad(tmp_path / "run" / "sets.h5ad").n_obs == 8
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.splitlines()[-1] == "[]"
+    if flag == "--version":
+        assert result.stdout.startswith(f"scgde {scgde.__version__}")
+
+
+def test_package_attributes_load_lazily():
+    assert {"model", "tl", "datasets"} <= set(dir(scgde))
+    assert scgde.model.GDE.__name__ == "GDE" and callable(scgde.tl.embed_sets)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        scgde.nope  # noqa: B018
+
+
+def test_train_embed_generate(gaussian_run):
+    root = gaussian_run
+    assert ad.read_h5ad(root / "run" / "sets.h5ad").n_obs == 8
     new = scgde.datasets.synthetic_mvn(n_sets=3, set_size=20, dim=3, seed=5)
-    new.write_h5ad(tmp_path / "new.h5ad")
-    main(["embed", str(tmp_path / "run" / "model"), str(tmp_path / "new.h5ad"), "--out", str(tmp_path / "emb")])
-    assert ad.read_h5ad(tmp_path / "emb" / "sets.h5ad").n_obs == 3
-    main(
-        [
-            "generate",
-            str(tmp_path / "run" / "model"),
-            "--sets",
-            "set_1",
-            "set_2",
-            "--n-cells",
-            "7",
-            "--out",
-            str(tmp_path / "gen.h5ad"),
-        ]
+    new.write_h5ad(root / "new.h5ad")
+    main(["embed", str(root / "run" / "model"), str(root / "new.h5ad"), "--out", str(root / "emb")])
+    assert ad.read_h5ad(root / "emb" / "sets.h5ad").n_obs == 3
+    argv = ["generate", str(root / "run" / "model"), "--n-cells", "7", "--out", str(root / "gen.h5ad")]
+    main([*argv, "--sets", "set_1", "set_2"])
+    assert ad.read_h5ad(root / "gen.h5ad").shape == (14, 3)
+    main([*argv[:-1], str(root / "all.h5ad")])  # default: every training set
+    assert ad.read_h5ad(root / "all.h5ad").obs["set"].nunique() == 8
+
+
+def test_train_passes_only_given_options(tmp_path, monkeypatch):
+    import torch
+
+    scgde.datasets.synthetic_mvn(n_sets=4, set_size=10, dim=2).write_h5ad(tmp_path / "d.h5ad")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class SpyGDE:
+        @staticmethod
+        def setup_anndata(adata, **kwargs):
+            pass
+
+        def __init__(self, adata, **kwargs):
+            seen["model"] = kwargs
+            raise Stop
+
+    monkeypatch.setattr(scgde.model, "GDE", SpyGDE)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.setdefault("threads", n))
+    argv = ["train", str(tmp_path / "d.h5ad"), "--set-key", "set", "--out", str(tmp_path / "run")]
+    with pytest.raises(Stop):
+        main(argv)
+    assert seen == {"model": {}}  # the model's own defaults (generator included); torch's thread count untouched
+    with pytest.raises(Stop):
+        main([*argv, "--generator", "flow", "--threads", "1"])
+    assert seen == {"model": {"generator": "flow"}, "threads": 1}
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_and_corrupt_inputs(tmp_path, capsys):
+    out = tmp_path / "out"
+    line = _fails(capsys, ["train", str(tmp_path / "nope.h5ad"), "--set-key", "set", "--out", str(out)])
+    assert "nope.h5ad does not exist" in line
+    (tmp_path / "bad.h5ad").write_bytes(b"not an hdf5 file" * 10)
+    line = _fails(capsys, ["train", str(tmp_path / "bad.h5ad"), "--set-key", "set", "--out", str(out)])
+    assert "bad.h5ad could not be read as .h5ad" in line
+    scgde.datasets.synthetic_mvn(n_sets=4, set_size=10, dim=2).write_h5ad(tmp_path / "d.h5ad")
+    line = _fails(capsys, ["train", str(tmp_path / "d.h5ad"), "--set-key", "nope", "--out", str(out)])
+    assert "'nope'" in line and "set" in line
+    for argv in (
+        ["embed", str(tmp_path / "no_model"), str(tmp_path / "d.h5ad"), "--out", str(out)],
+        ["generate", str(tmp_path / "no_model"), "--out", str(out / "cells.h5ad")],
+    ):
+        line = _fails(capsys, argv)
+        assert "model folder" in line and "does not exist" in line and "--data" not in line
+    assert not out.exists()
+
+
+def test_model_folder_problems(gaussian_run, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(gaussian_run / "run" / "model", model)
+    out = tmp_path / "out"
+    data = str(gaussian_run / "d.h5ad")
+    (model / "scgde_run.json").write_text(json.dumps({"data": str(tmp_path / "moved.h5ad")}))
+    line = _fails(capsys, ["embed", str(model), data, "--out", str(out)])
+    assert "moved.h5ad" in line and "--model-data" in line
+    (model / "scgde_run.json").unlink()
+    line = _fails(capsys, ["embed", str(model), data, "--out", str(out)])
+    assert "does not record" in line and "--model-data" in line
+    assert "--data" in _fails(capsys, ["generate", str(model), "--out", str(out / "c.h5ad")])
+    (model / "model.pt").unlink()
+    assert "no model.pt" in _fails(capsys, ["embed", str(model), data, "--out", str(out), "--model-data", data])
+    assert not out.exists()
+
+
+def test_unknown_set_and_obs_key(gaussian_run, capsys):
+    root, out = gaussian_run, gaussian_run / "failed"
+    line = _fails(capsys, ["generate", str(root / "run" / "model"), "--sets", "nope", "--out", str(out / "c.h5ad")])
+    assert "nope" in line and "set_1" in line  # names the bad set and some valid ones
+    line = _fails(
+        capsys, ["embed", str(root / "run" / "model"), str(root / "d.h5ad"), "--out", str(out), "--set-key", "nope"]
     )
-    assert ad.read_h5ad(tmp_path / "gen.h5ad").shape == (14, 3)
+    assert "'nope'" in line
+    assert not out.exists()
+
+
+def test_count_model_refuses_log_normalised_data(counts_run, tmp_path, capsys):
+    root, data = counts_run
+    model = str(root / "run" / "model")
+    logged = data.copy()
+    logged.layers["counts"] = logged.X.copy()  # log1p values where the model expects counts
+    logged.write_h5ad(tmp_path / "log.h5ad")
+    line = _fails(capsys, ["embed", model, str(tmp_path / "log.h5ad"), "--out", str(tmp_path / "e1")])
+    assert "layers['counts']" in line and "raw counts" in line
+    del logged.layers["counts"]
+    logged.write_h5ad(tmp_path / "nolayer.h5ad")
+    line = _fails(capsys, ["embed", model, str(tmp_path / "nolayer.h5ad"), "--out", str(tmp_path / "e2")])
+    assert "'counts'" in line and "lacks" in line
+    assert not (tmp_path / "e1").exists() and not (tmp_path / "e2").exists()
+    main(["embed", model, str(root / "d.h5ad"), "--out", str(tmp_path / "ok")])  # real counts are accepted
+    assert ad.read_h5ad(tmp_path / "ok" / "sets.h5ad").n_obs == 6

@@ -18,8 +18,8 @@ import pytest
 from scipy import sparse
 from scipy.io import mmwrite
 
-from scgde.datasets import ChecksumError, norman2019, replogle2022_k562_essential, weinreb2020
-from scgde.datasets._downloads import REGISTRY, registry_table
+from scgde.datasets import ChecksumError, kang2018, norman2019, replogle2022_k562_essential, weinreb2020
+from scgde.datasets._downloads import DOWNLOADS, REGISTRY, registry_table
 
 
 def _sha256(path: Path) -> str:
@@ -195,6 +195,27 @@ def test_weinreb_hvg_and_scale(server, larry, tmp_path):
     np.testing.assert_allclose(np.asarray(adata.X).mean(0), 0, atol=1e-4)
 
 
+def test_weinreb_keeps_exactly_n_top_genes_despite_ties(server, larry, tmp_path):
+    """scanpy keeps every gene tied with the n-th dispersion; the loader ranks and cuts at exactly n."""
+    import scanpy as sc
+
+    full = weinreb2020(path=tmp_path, url=server.url, n_top_genes=None, known_hashes=larry.hashes)
+    sc.pp.highly_variable_genes(full, flavor="seurat")
+    score = np.nan_to_num(full.var["dispersions_norm"].to_numpy(np.float64), nan=-np.inf)  # NaN: constant genes
+    assert (score >= np.sort(score)[::-1][14]).sum() > 15  # ties at the 15th gene: the case that went wrong
+    for n in (15, 10, 5):
+        adata = weinreb2020(path=tmp_path, url=server.url, n_top_genes=n, known_hashes=larry.hashes)
+        assert adata.n_vars == n and adata.var["highly_variable"].all()
+        kept = full.var_names.get_indexer(adata.var_names)
+        dropped = np.setdiff1d(np.arange(full.n_vars), kept)
+        assert score[kept].min() >= score[dropped].max()  # the n best ...
+        cut = score[kept].min()
+        tied = np.flatnonzero(score == cut)
+        assert set(kept) & set(tied) == set(tied[: len(set(kept) & set(tied))])  # ... ties go to earlier genes
+        again = weinreb2020(path=tmp_path, url=server.url, n_top_genes=n, known_hashes=larry.hashes)
+        assert list(again.var_names) == list(adata.var_names)
+
+
 def test_weinreb_uses_the_cache(server, larry, tmp_path):
     first = weinreb2020(path=tmp_path, url=server.url, n_top_genes=10, known_hashes=larry.hashes)
     assert len(server.hits) == 4
@@ -326,7 +347,7 @@ def test_perturbseq_argument_errors(tmp_path):
 
 def test_registry_entries():
     lengths = {"sha256": 64, "md5": 32}
-    assert set(REGISTRY) == {"weinreb2020", "replogle2022_k562_essential", "norman2019"}
+    assert set(REGISTRY) == {"weinreb2020", "replogle2022_k562_essential", "norman2019", "kang2018"}
     for files in REGISTRY.values():
         for entry in files.values():
             assert str(entry["url"]).startswith("https://")
@@ -338,4 +359,56 @@ def test_registry_entries():
     # only the 2 GB LARRY matrix has no recorded checksum (trust on first use)
     unchecked = [(d, k) for d, files in REGISTRY.items() for k, e in files.items() if e["known_hash"] is None]
     assert unchecked == [("weinreb2020", "counts")]
-    assert registry_table().shape == (6, 4)
+    assert registry_table().shape == (7, 4)
+    # one pooch registry holds every file, with the same checksum and URL
+    expected = {f"{d}/{e['fname']}": e for d, files in REGISTRY.items() for e in files.values()}
+    assert set(DOWNLOADS.registry) == set(expected)
+    for name, entry in expected.items():
+        assert DOWNLOADS.registry[name] == entry["known_hash"] and DOWNLOADS.urls[name] == entry["url"]
+
+
+def test_registered_kang2018_hash_matches_the_shared_copy(shared_file):
+    file = shared_file("kang2018_ifnb", "kang2018_valid.h5ad")
+    assert _sha256(file) == REGISTRY["kang2018"]["h5ad"]["known_hash"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Kang 2018
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _kang_h5ad(path: Path, n: int) -> None:
+    obs = pd.DataFrame(
+        {"label": ["ctrl", "stim"] * (n // 2), "cell": ["B", "NK"] * (n // 2)}, index=[f"c{i}" for i in range(n)]
+    )
+    ad.AnnData(np.zeros((n, 3), dtype=np.float32), obs=obs).write_h5ad(path)
+
+
+def test_kang2018_downloads_into_the_cache_and_never_searches_shared(server, tmp_path, monkeypatch):
+    # a decoy where the old loader looked (../shared/data/... relative to the working directory)
+    decoy = tmp_path / "shared" / "data" / "kang2018_ifnb"
+    decoy.mkdir(parents=True)
+    _kang_h5ad(decoy / "kang2018_valid.h5ad", n=4)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    _kang_h5ad(server.root / "valid.h5ad", n=6)
+    remote = server.root / "valid.h5ad"
+    adata = kang2018(url=server.url + "valid.h5ad", cache=tmp_path / "cache", known_hash=_sha256(remote))
+    assert adata.n_obs == 6 and list(adata.obs["condition"].cat.categories) == ["control", "stimulated"]
+    assert (tmp_path / "cache" / "kang2018" / "valid.h5ad").is_file() and len(server.hits) == 1
+    with pytest.raises(ChecksumError, match="known_hash=None"):  # the registered hash is scGen's file
+        kang2018(url=server.url + "valid.h5ad", cache=tmp_path / "fresh")
+    server.stop()
+    again = kang2018(url=server.url + "valid.h5ad", cache=tmp_path / "cache", known_hash=_sha256(remote))
+    assert again.n_obs == 6 and len(server.hits) == 2  # from the cache
+
+
+def test_kang2018_explicit_path_reads_it_without_downloading(tmp_path, monkeypatch):
+    _kang_h5ad(tmp_path / "kang2018_valid.h5ad", n=8)
+    monkeypatch.setattr(DOWNLOADS, "fetch", None)  # any download attempt would fail
+    assert kang2018(tmp_path).n_obs == 8
+    assert kang2018(tmp_path / "kang2018_valid.h5ad").n_obs == 8
+    with pytest.raises(FileNotFoundError, match="path=None"):
+        kang2018(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="path"):
+        kang2018(3)

@@ -234,7 +234,9 @@ def test_user_data_is_not_modified():
     model.get_set_representation()
     np.testing.assert_array_equal(adata.X, before_x)
     np.testing.assert_array_equal(adata.layers["raw"], before_x)
-    pd.testing.assert_frame_equal(adata.obs, before_obs)
+    # the only obs column added is the documented registry column of set codes
+    assert list(adata.obs.columns) == [*before_obs.columns, "_scgde_set"]
+    pd.testing.assert_frame_equal(adata.obs[before_obs.columns], before_obs)
     assert {k for k in adata.uns if not k.startswith("_scvi")} == before_uns
 
 
@@ -271,15 +273,15 @@ def test_model_argument_errors():
         GDE(adata, encoder="gnn")
     with pytest.raises(ValueError, match="Unknown generator='vae'"):
         GDE(adata, generator="vae")
-    with pytest.raises(ValueError, match="needs raw counts"):
+    with pytest.raises(ValueError, match="need raw counts"):
         GDE(adata, likelihood="nb")
     with pytest.raises(ValueError, match="needs generator='cvae'"):
         GDE(adata, likelihood="nb", generator="ddpm")
     model = GDE(adata, n_latent=2, n_hidden=8)
     with pytest.raises(ValueError, match="cells_per_set must be >= 1"):
         model.train(cells_per_set=0)
-    with pytest.raises(ValueError, match="var_names differ"):
-        model.get_set_representation(adata[:, ::-1].copy())
+    with pytest.raises(ValueError, match="genes differ"):
+        model.get_set_representation(adata[:, 1:].copy())
     with pytest.raises(KeyError, match="Unknown set name"):
         model.generate(["nope"])
     with pytest.raises(ValueError, match="chunk_size=0 must be a positive"):

@@ -227,9 +227,8 @@ def _kang_file() -> Path:
     return KANG
 
 
-def test_kang2018_default_location():
-    _kang_file()
-    adata = kang2018()
+def test_kang2018_layout():
+    adata = kang2018(_kang_file())  # explicit: the default location downloads (tests never do)
     assert adata.shape == (1975, 6998)
     assert list(adata.obs["condition"].cat.categories) == ["control", "stimulated"]
     assert adata.obs["condition"].value_counts().to_dict() == {"stimulated": 1039, "control": 936}

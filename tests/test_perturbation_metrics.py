@@ -121,7 +121,7 @@ def test_fresh_sample_is_close_and_no_change_is_far(data):
         assert np.isnan(base["pearson_delta"]) and np.isnan(base["pearson_delta_top20"])
         assert base["r2_delta"] <= 0
         delta = data["true"][data["true"].obs["perturbation"] == p].X.mean(0) - data["control"].X.mean(0)
-        assert base["mse_delta"] == pytest.approx(np.mean(delta**2), rel=1e-10)
+        assert base["mse_delta"] == pytest.approx(np.mean(delta**2), rel=1e-6)  # cells are read as float32
 
 
 def test_no_change_in_float32_has_undefined_pearson(data):
@@ -136,14 +136,14 @@ def test_no_change_in_float32_has_undefined_pearson(data):
 
 
 def test_no_change_distance_equals_true_vs_control_distance(data):
-    true, control = data["true"], data["control"]
+    true, control = data["true"], data["control"]  # the report reads cells as float32: rel=1e-6
     no_change = _no_change(control)
     # in gene space
     report = perturbation_report(true, no_change, control, n_pcs=None)
     for p in ("A", "B", "R"):
         xt = true[true.obs["perturbation"] == p].X
-        assert _row(report, "predicted", p)["e_distance"] == pytest.approx(energy_distance(control.X, xt), rel=1e-9)
-        assert _row(report, "predicted", p)["mmd"] == pytest.approx(mmd(control.X, xt), rel=1e-9)
+        assert _row(report, "predicted", p)["e_distance"] == pytest.approx(energy_distance(control.X, xt), rel=1e-6)
+        assert _row(report, "predicted", p)["mmd"] == pytest.approx(mmd(control.X, xt), rel=1e-6)
     # in a provided, fitted PCA space (object with .transform, or a plain function)
     pca = PCA(n_components=5, random_state=0).fit(np.vstack([control.X, true.X]))
     for projection in (pca, pca.transform):
@@ -151,7 +151,7 @@ def test_no_change_distance_equals_true_vs_control_distance(data):
         for p in ("A", "B", "R"):
             xt = pca.transform(true[true.obs["perturbation"] == p].X)
             expected = energy_distance(pca.transform(control.X), xt)
-            assert _row(report, "predicted", p)["e_distance"] == pytest.approx(expected, rel=1e-9)
+            assert _row(report, "predicted", p)["e_distance"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_full_rank_pca_preserves_distances(data):
@@ -217,7 +217,7 @@ def test_de_genes_override(data):
     pred.X[:, 30:] += 5.0  # wrong only on genes 30..39
     de_genes = {p: [f"g{j}" for j in range(30, 40)] for p in DE}
     report = perturbation_report(true, pred, control, n_top_de=10, de_genes=de_genes, distributional=False)
-    np.testing.assert_allclose(report["mse_top10"], 25.0, rtol=1e-10)
+    np.testing.assert_allclose(report["mse_top10"], 25.0, rtol=1e-6)
     default = perturbation_report(true, pred, control, n_top_de=6, distributional=False)
     np.testing.assert_allclose(default["mse_top6"], 0.0, atol=1e-20)
     with pytest.raises(ValueError, match="not in var_names"):
@@ -240,9 +240,11 @@ def test_dict_of_methods_one_row_per_method_and_perturbation(data):
         "n_predicted",
         "pearson_delta",
         "pearson_delta_top20",
+        "pearson_delta_pert",
         "mse_delta",
         "mse_top20",
         "r2_delta",
+        "rank",
         "e_distance",
         "mmd",
         "sliced_w2",
@@ -345,3 +347,82 @@ def test_informative_errors(data):
         perturbation_report(true, fresh.X, control)
     with pytest.raises(ValueError, match="de_rank"):
         perturbation_report(true, fresh, control, de_rank="wilcoxon")
+
+
+# ---------------------------------------------------------------------------------------------
+# Systema's Pearson delta against the perturbed centroid, PerturBench's rank, the design object
+
+
+def _constant_groups(values: dict[str, list[float]], n: int = 2, key: str = "perturbation") -> ad.AnnData:
+    """``n`` identical cells per group, so that every group mean is exactly its listed vector."""
+    x = np.repeat(np.array(list(values.values()), dtype=float), n, axis=0)
+    obs = pd.DataFrame({key: np.repeat(list(values), n)}, index=[f"c{next(_counter)}_{i}" for i in range(len(x))])
+    return ad.AnnData(x, obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(x.shape[1])]))
+
+
+TRUE = {"A": [1, 2, 0, 0], "B": [0, 0, 3, 1], "C": [2, 0, 0, 2]}
+PRED = {"A": [1, 1, 0, 0], "B": [0, 1, 3, 0], "C": [0, 2, 0, 0]}
+
+
+def _tiny_report(pred=PRED, **kwargs):
+    control = _constant_groups({"ctrl": [0, 0, 0, 0]}, n=3)
+    return perturbation_report(
+        _constant_groups(TRUE), {"m": _constant_groups(pred)}, control, n_top_de=0, distributional=False, **kwargs
+    )
+
+
+def test_pearson_delta_against_the_perturbed_centroid():
+    report = _tiny_report()
+    centroid = np.array([1, 2 / 3, 1, 1])  # the average of the three true perturbation means
+    for p in TRUE:
+        expected = np.corrcoef(np.subtract(PRED[p], centroid), np.subtract(TRUE[p], centroid))[0, 1]
+        assert _row(report, "m", p)["pearson_delta_pert"] == pytest.approx(expected, rel=1e-6)
+    # a reference with a fourth perturbation moves the centroid
+    reference = _constant_groups({**TRUE, "D": [0, 0, 0, 8]})
+    shifted = _tiny_report(reference=reference)
+    centroid = np.array([3, 2, 3, 11]) / 4
+    expected = np.corrcoef(np.subtract(PRED["A"], centroid), np.subtract(TRUE["A"], centroid))[0, 1]
+    assert _row(shifted, "m", "A")["pearson_delta_pert"] == pytest.approx(expected, rel=1e-6)
+    # one perturbation is its own centroid: undefined
+    control = _constant_groups({"ctrl": [0, 0, 0, 0]})
+    alone = perturbation_report(
+        _constant_groups({"A": TRUE["A"]}),
+        _constant_groups({"A": PRED["A"]}),
+        control,
+        n_top_de=0,
+        distributional=False,
+    )
+    assert np.isnan(alone["pearson_delta_pert"]).all()
+
+
+def test_rank_of_each_prediction_among_the_methods_predictions():
+    report = _tiny_report()
+    # distances to true A: pred A 1, pred B sqrt(11), pred C 1 (a tie) -> (0 + 1/2) / 2
+    assert _row(report, "m", "A")["rank"] == pytest.approx(0.25)
+    # true B: pred B sqrt(2) is the closest (A sqrt(12), C sqrt(14))
+    assert _row(report, "m", "B")["rank"] == pytest.approx(0.0)
+    # true C: pred A sqrt(6) is closer than pred C sqrt(12), pred B sqrt(18) farther
+    assert _row(report, "m", "C")["rank"] == pytest.approx(0.5)
+    # a collapsed model predicts the same cells for every perturbation: every rank is 1/2
+    collapsed = _tiny_report(pred={p: [1, 1, 1, 1] for p in TRUE})
+    np.testing.assert_allclose(collapsed["rank"], 0.5)
+    # a method that predicts one perturbation has no rank
+    single = _tiny_report(pred={"A": PRED["A"]})
+    assert np.isnan(single["rank"]).all()
+
+
+def test_design_gives_the_keys_and_the_control_cells():
+    from scgde.data import PerturbationDesign
+
+    control = _constant_groups({"ctrl": [0, 0, 0, 0]}, n=3)
+    true = _concat([_constant_groups(TRUE), control])  # controls in the same object, labelled "ctrl"
+    design = PerturbationDesign("perturbation", control="ctrl")
+    by_design = perturbation_report(true, _constant_groups(PRED), design=design, n_top_de=0, distributional=False)
+    by_keywords = _tiny_report()
+    assert "ctrl" not in set(by_design["perturbation"])  # the reference group is never scored
+    cols = ["pearson_delta", "pearson_delta_pert", "mse_delta", "r2_delta", "rank"]
+    np.testing.assert_allclose(by_design[cols].to_numpy(), by_keywords[cols].to_numpy())
+    with pytest.raises(ValueError, match="Pass control="):
+        perturbation_report(true, _constant_groups(PRED), n_top_de=0, distributional=False)
+    with pytest.raises(ValueError, match="perturbation_key disagree"):
+        perturbation_report(true, _constant_groups(PRED), perturbation_key="condition", design=design)

@@ -1,22 +1,42 @@
 """Set construction ("meta-distributions") and set-wise data loading."""
 
-from ._datamodule import SetDataModule
+from ._datamodule import SetDataModule, SetDataSplitter
+from ._design import PerturbationDesign
 from ._fetch import RowFetcher
-from ._samplers import DirichletMixer, GroupSampler, KernelSampler, SetBatch, SetSampler, prescribed_mixture
+from ._fields import SET_KEY, SetObsField, registered_sets
+from ._samplers import (
+    DirichletMixer,
+    GroupSampler,
+    KernelSampler,
+    SetBatch,
+    SetSampler,
+    make_sampler,
+    prescribed_mixture,
+)
 from ._sets import SET_NAME_SEP, SetIndex, as_key_list, set_labels, split_sets
+from ._stream import GeneOrder, SetChunks, default_chunk_size
 
 __all__ = [
+    "SET_KEY",
     "SET_NAME_SEP",
     "DirichletMixer",
     "GroupSampler",
     "KernelSampler",
+    "PerturbationDesign",
     "RowFetcher",
     "SetBatch",
+    "GeneOrder",
+    "SetChunks",
     "SetDataModule",
+    "SetDataSplitter",
+    "SetObsField",
     "SetIndex",
     "SetSampler",
     "as_key_list",
+    "default_chunk_size",
+    "make_sampler",
     "prescribed_mixture",
+    "registered_sets",
     "set_labels",
     "split_sets",
 ]

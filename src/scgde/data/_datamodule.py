@@ -1,15 +1,26 @@
-"""Lightning data module yielding batches of sets, split by set."""
+"""Lightning data modules yielding batches of sets, split by set (never by cell)."""
 
 from __future__ import annotations
+
+import warnings
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import LightningDataModule
+from scvi import REGISTRY_KEYS
 from torch.utils.data import DataLoader, Dataset
 
 from ._fetch import RowFetcher
-from ._samplers import SetBatch, SetSampler
+from ._fields import registered_set_labels, registered_sets
+from ._samplers import SetBatch, SetSampler, make_sampler
+from ._sets import split_sets
+from ._stream import pca_coordinates
+
+#: ``kernel="auto"`` trains on kernel neighbourhoods when there are fewer training sets than this
+AUTO_KERNEL_SETS = 50
+AUTO_KERNEL_NEIGHBORS = 100
 
 
 class _SetBatches(Dataset):
@@ -60,6 +71,9 @@ class SetDataModule(LightningDataModule):
         Optional ``(n_obs,)`` integer covariate (e.g. the experimental batch) passed per cell.
     seed
         Seed of the set and cell draws.
+    set_label_values
+        Optional label of each set (NaN: unlabelled), passed per drawn set as ``"set_label"``;
+        mixtures and other sets without a source set are unlabelled.
     """
 
     def __init__(
@@ -74,8 +88,10 @@ class SetDataModule(LightningDataModule):
         batches_per_epoch: int,
         batch_codes: np.ndarray | None = None,
         seed: int = 0,
+        set_label_values: np.ndarray | None = None,
     ):
         super().__init__()
+        self.set_label_values = set_label_values
         if sets_per_batch < 1:
             raise ValueError(f"sets_per_batch must be >= 1, got {sets_per_batch}.")
         self.fetcher = fetcher
@@ -109,6 +125,12 @@ class SetDataModule(LightningDataModule):
             out["weights"] = torch.as_tensor(batch.weights, dtype=torch.float32)
         if self.batch_codes is not None:
             out["batch"] = torch.from_numpy(self.batch_codes[batch.cells].astype(np.int64))
+        if self.set_label_values is not None:
+            labels = np.full(n_sets, np.nan, dtype=np.float32)
+            if batch.sets is not None:
+                whole = batch.sets >= 0
+                labels[whole] = self.set_label_values[batch.sets[whole]]
+            out["set_label"] = torch.from_numpy(labels)
         return out
 
     def train_dataloader(self) -> DataLoader:
@@ -118,3 +140,125 @@ class SetDataModule(LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         """Batches of validation sets, or an empty list when no set was held out."""
         return [] if self._val is None else DataLoader(self._val, batch_size=None, shuffle=False)
+
+
+class SetDataSplitter(SetDataModule):
+    """scvi-tools data splitter for sets: the ``_data_splitter_cls`` of :class:`scgde.model.GDE`.
+
+    Built from a registered AnnData like :class:`scvi.dataloaders.DataSplitter`, but splits
+    **sets** into training and validation sets and yields batches of random subsets of them. The
+    expression matrix, set codes and batches are read through the ``adata_manager`` registry.
+
+    Parameters
+    ----------
+    adata_manager
+        Manager of the registered AnnData.
+    train_size
+        Fraction of sets used for training (default 0.9); the rest are validation sets.
+    validation_size
+        Unused (the validation sets are all sets not used for training); accepted for scvi-tools.
+    batch_size
+        Sets per minibatch ``B``.
+    shuffle_set_split
+        Shuffle sets before splitting (``False``: the first sets train).
+    distributed_sampler
+        Lightning DDP is not supported yet; ``True`` raises.
+    load_sparse_tensor
+        Unused; accepted for scvi-tools.
+    cells_per_set
+        Cells drawn per set ``m``.
+    mixer, kernel
+        Training-set sampler options (see :func:`scgde.data.make_sampler`). ``kernel="auto"``: kernel
+        neighbourhoods within each set, in the principal components of the data, when there are fewer
+        than ``AUTO_KERNEL_SETS`` training sets and no mixer (few groups give the generator too few
+        distinct set vectors to learn from); whole sets otherwise.
+    min_set_size
+        Sets with fewer cells are skipped, with a warning that counts them.
+    batches_per_epoch
+        Training minibatches per epoch.
+    seed
+        Seed of the split and of the set and cell draws.
+    """
+
+    def __init__(
+        self,
+        adata_manager,
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        batch_size: int = 32,
+        shuffle_set_split: bool = True,
+        distributed_sampler: bool = False,
+        load_sparse_tensor: bool = False,
+        *,
+        cells_per_set: int = 64,
+        mixer: str | dict | None = None,
+        kernel: dict | Literal["auto"] | None = None,
+        min_set_size: int = 1,
+        batches_per_epoch: int = 10,
+        seed: int = 0,
+        **kwargs,
+    ):
+        if distributed_sampler:
+            raise NotImplementedError("Distributed (DDP) training is not supported yet; train on one device.")
+        if cells_per_set < 1:
+            raise ValueError(f"cells_per_set must be >= 1, got {cells_per_set}.")
+        train_size = 0.9 if train_size is None else train_size
+        index = registered_sets(adata_manager)
+        usable = np.flatnonzero(index.sizes >= max(1, min_set_size))
+        n_skipped = index.n_sets - len(usable)
+        if n_skipped:
+            warnings.warn(
+                f"Skipping {n_skipped} of {index.n_sets} sets with fewer than min_set_size={min_set_size} cells.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if len(usable) < 2:
+            raise ValueError(f"Only {len(usable)} set(s) have at least min_set_size={min_set_size} cells; GDE needs 2.")
+        rng = np.random.default_rng(seed)
+        if shuffle_set_split:
+            train_sets, val_sets = split_sets(usable, train_size, rng)
+        else:
+            n_train = len(split_sets(usable, train_size, rng)[0])
+            train_sets, val_sets = usable[:n_train], usable[n_train:]
+        adata = adata_manager.adata
+        registry = adata_manager.data_registry
+        batch_codes = None
+        if REGISTRY_KEYS.BATCH_KEY in registry:
+            batch_codes = np.asarray(adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
+
+        fetcher = RowFetcher(adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), _matrix_name(adata_manager))
+        labels = registered_set_labels(adata_manager)
+        if kernel == "auto":
+            kernel = None
+            # a label head learns from whole labelled sets, so "auto" keeps whole sets then
+            if mixer is None and labels is None and len(train_sets) < AUTO_KERNEL_SETS:
+                kernel = {"coords": pca_coordinates(fetcher, seed=seed), "n_neighbors": AUTO_KERNEL_NEIGHBORS}
+        self.kernel = kernel
+        # kernel neighbourhoods are parts of sets, not labelled sets
+        set_label_values = None
+        if labels is not None:
+            set_label_values = np.asarray(labels["set_values"], dtype=np.float32)
+            if kernel is not None:
+                set_label_values = np.full_like(set_label_values, np.nan)
+
+        def sampler(sets):
+            return make_sampler(index, sets, cells_per_set, mixer, kernel, adata.obsm)
+
+        super().__init__(
+            fetcher,
+            sampler(train_sets),
+            sampler(val_sets) if len(val_sets) else None,
+            index.names,
+            train_sets,
+            val_sets,
+            batch_size,
+            batches_per_epoch,
+            batch_codes=None if batch_codes is None else batch_codes.astype(np.int64),
+            seed=seed,
+            set_label_values=set_label_values,
+        )
+
+
+def _matrix_name(adata_manager) -> str:
+    layer = adata_manager.data_registry[REGISTRY_KEYS.X_KEY].attr_key
+    return "adata.X" if layer is None else f"adata.layers[{layer!r}]"

@@ -9,13 +9,42 @@ import numpy as np
 import scipy.sparse as sp
 from anndata.abc import CSCDataset, CSRDataset
 
+_BACKED = (h5py.Dataset, CSRDataset, CSCDataset)
+#: row numbers quoted in an error message
+_N_QUOTED = 5
+
+
+def _bad_count_mask(values: np.ndarray) -> np.ndarray:
+    """True where ``values`` is negative or not a whole number (NaN included)."""
+    if values.dtype.kind == "u" or values.dtype == bool:
+        return np.zeros(values.shape, dtype=bool)
+    if values.dtype.kind == "i":
+        return values < 0
+    return (values < 0) | (values != np.floor(values))
+
+
+def _bad_rows(block, row_ids: np.ndarray, test) -> np.ndarray:
+    """Sorted row numbers (from ``row_ids``) of the rows of ``block`` with an entry where ``test`` is True."""
+    if sp.issparse(block):
+        block = sp.csr_matrix(block)
+        hit = np.flatnonzero(test(block.data))
+        local = np.searchsorted(block.indptr, hit, side="right") - 1  # entry position -> row, without densifying
+    else:
+        local = np.flatnonzero(test(np.asarray(block)).any(axis=1))
+    return np.unique(np.asarray(row_ids)[local])
+
+
+def _not_finite(values: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(values)
+
 
 class RowFetcher:
     """Dense float32 rows of ``X`` without densifying the whole matrix.
 
-    Works with numpy arrays, scipy sparse matrices/arrays (CSC is converted once to CSR, which
-    stays sparse) and backed AnnData matrices (``h5py`` datasets and anndata's on-disk sparse
-    datasets), reading only the requested rows. Every block read is checked for NaN and inf.
+    Works with numpy arrays, scipy sparse matrices/arrays (other formats are converted once to CSR,
+    which stays sparse) and backed AnnData matrices (``h5py`` datasets and anndata's on-disk sparse
+    datasets), reading only the requested rows. Every block read is checked for NaN and inf, and
+    with ``counts=True`` also for negative or non-integer values.
 
     Parameters
     ----------
@@ -23,70 +52,173 @@ class RowFetcher:
         The matrix, ``n_obs x n_vars``.
     name
         How to call the matrix in error messages (e.g. ``"adata.layers['counts']"``).
+    counts
+        Also check every block read by :meth:`rows` and :meth:`slice` for raw counts (for count
+        likelihoods); the error names the offending rows.
     """
 
-    def __init__(self, X, name: str = "adata.X"):
+    def __init__(self, X, name: str = "adata.X", counts: bool = False):
         if isinstance(X, CSCDataset):
             warnings.warn(
                 f"{name} is a backed CSC matrix: reading rows loads whole columns. Write it as CSR for fast access.",
                 UserWarning,
                 stacklevel=2,
             )
-        elif sp.issparse(X) and X.format == "csc":
-            X = X.tocsr()
-        elif not (sp.issparse(X) or isinstance(X, np.ndarray | h5py.Dataset | CSRDataset | CSCDataset)):
+        elif sp.issparse(X) and X.format != "csr":
+            X = X.tocsr()  # CSC, COO, ... cannot be sliced by rows cheaply
+        elif not (sp.issparse(X) or isinstance(X, (np.ndarray, *_BACKED))):
             X = np.asarray(X)
+        shape = tuple(X.shape)
+        if len(shape) != 2:
+            raise ValueError(f"{name} must be 2-D (cells x genes), got shape {shape}.")
+        if shape[0] == 0:
+            raise ValueError(f"{name} has 0 cells: the AnnData is empty. Pass an AnnData with at least one cell.")
+        if shape[1] == 0:
+            raise ValueError(
+                f"{name} has 0 genes: the AnnData has no features. Pass one with at least one gene "
+                "(check the gene filtering upstream)."
+            )
         self.X = X
         self.name = name
+        self.counts = counts
         self.shape = tuple(X.shape)
+        self._stats: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 
-    def _dense(self, block) -> np.ndarray:
+    # ------------------------------------------------------------------ errors
+    def _raise_not_finite(self, rows: np.ndarray) -> None:
+        raise ValueError(
+            f"{self.name} contains NaN or infinite values (rows {rows[:_N_QUOTED].tolist()}); "
+            "remove or impute them before using scgde."
+        )
+
+    def _raise_not_counts(self, rows: np.ndarray) -> None:
+        more = " and more" if len(rows) > _N_QUOTED else ""
+        raise ValueError(
+            f"Count likelihoods (likelihood='nb') need raw counts, but {self.name} has negative or non-integer "
+            f"values in rows {rows[:_N_QUOTED].tolist()}{more}. Register a counts layer with "
+            "GDE.setup_anndata(adata, layer='counts', ...) or use likelihood='gaussian'."
+        )
+
+    # ------------------------------------------------------------------ reading
+    def _dense(self, block, row_ids: np.ndarray) -> np.ndarray:
+        if self.counts:
+            bad = _bad_rows(block, row_ids, _bad_count_mask)
+            if len(bad):
+                self._raise_not_counts(bad)
         out = block.toarray() if sp.issparse(block) else np.asarray(block)
         out = out.astype(np.float32, copy=False)
         if not np.isfinite(out).all():
-            raise ValueError(f"{self.name} contains NaN or infinite values; remove or impute them before using scgde.")
+            self._raise_not_finite(_bad_rows(out, row_ids, _not_finite))
         return out
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """Rows ``idx`` (any order, repeats allowed) as a dense ``(len(idx), n_vars)`` array."""
         idx = np.asarray(idx, dtype=np.int64)
         uniq, inverse = np.unique(idx, return_inverse=True)  # sorted, as backed storage requires
-        return self._dense(self.X[uniq])[inverse.ravel()]
+        return self._dense(self.X[uniq], uniq)[inverse.ravel()]
 
     def slice(self, start: int, stop: int) -> np.ndarray:
         """Contiguous rows ``start:stop`` (the fast path for backed files)."""
-        return self._dense(self.X[start:stop])
+        stop = min(stop, self.shape[0])
+        return self._dense(self.X[start:stop], np.arange(start, stop))
 
-    def check_finite(self, chunk_size: int = 65536) -> None:
-        """Raise a clear error if any entry is NaN or inf (in-memory matrices; a no-op when backed)."""
-        if isinstance(self.X, h5py.Dataset | CSRDataset | CSCDataset):
-            return  # checked block by block while reading
-        data = self.X.data if sp.issparse(self.X) else self.X
+    # ------------------------------------------------------------------ whole-matrix checks
+    def _scan(self, test, chunk_size: int) -> np.ndarray:
+        """Stream the whole matrix for rows with an entry where ``test`` is True.
+
+        Sparse matrices (in memory or backed) are scanned through their stored values only, never
+        densified; dense ones in blocks of about ``chunk_size`` entries. Stops once more than
+        ``_N_QUOTED`` offending rows are found and returns those found (sorted).
+        """
+        found = np.zeros(0, dtype=np.int64)
+        for rows in self._offending_rows(test, chunk_size):
+            found = np.union1d(found, rows)
+            if len(found) > _N_QUOTED:
+                break
+        return found
+
+    def _offending_rows(self, test, chunk_size: int):
+        """Yield, chunk by chunk, the row numbers of entries where ``test`` is True."""
+        X = self.X
+        if not (sp.issparse(X) or isinstance(X, CSRDataset | CSCDataset)):
+            step = max(1, chunk_size // self.shape[1])
+            for start in range(0, self.shape[0], step):
+                stop = min(start + step, self.shape[0])
+                yield _bad_rows(X[start:stop], np.arange(start, stop), test)
+            return
+        parts = X if sp.issparse(X) else X.group  # in-memory CSR, or the backed group's arrays
+        data = parts.data if sp.issparse(X) else parts["data"]
+        indptr = None
         for start in range(0, data.shape[0], chunk_size):
-            if not np.isfinite(data[start : start + chunk_size]).all():
-                raise ValueError(
-                    f"{self.name} contains NaN or infinite values; remove or impute them before using scgde."
-                )
+            hit = start + np.flatnonzero(test(np.asarray(data[start : start + chunk_size])))
+            if not len(hit):
+                continue
+            if X.format == "csc":  # backed CSC: a stored value's row is its index
+                yield np.asarray(parts["indices"][hit[0] : hit[-1] + 1])[hit - hit[0]]
+                continue
+            if indptr is None:  # read only once something is wrong
+                indptr = np.asarray(parts.indptr if sp.issparse(X) else parts["indptr"][:])
+            yield np.searchsorted(indptr, hit, side="right") - 1
 
-    def check_counts(self, n_rows: int = 2000, seed: int = 0) -> None:
-        """Raise if a sample of rows has negative or non-integer values (for count likelihoods)."""
-        rng = np.random.default_rng(seed)
-        rows = self.rows(rng.choice(self.shape[0], size=min(n_rows, self.shape[0]), replace=False))
-        if (rows < 0).any() or (np.mod(rows, 1) != 0).any():
-            raise ValueError(
-                f"likelihood='nb' needs raw counts, but {self.name} has negative or non-integer values. "
-                "Register a counts layer with GDE.setup_anndata(adata, layer='counts', ...) or use likelihood='gaussian'."
-            )
+    def check_finite(self, chunk_size: int = 1 << 22) -> None:
+        """Raise a clear error if any entry is NaN or inf (in-memory matrices; a no-op when backed)."""
+        if isinstance(self.X, _BACKED):
+            return  # checked block by block while reading
+        bad = self._scan(_not_finite, chunk_size)
+        if len(bad):
+            self._raise_not_finite(bad)
 
-    def moments(self, n_rows: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature mean and standard deviation estimated from a random sample of rows."""
+    def check_counts(self, chunk_size: int = 1 << 22) -> None:
+        """Raise if any row has negative or non-integer values (for count likelihoods).
+
+        Every row is checked, streamed in chunks of about ``chunk_size`` entries; sparse matrices
+        (in memory or backed) through their stored values only. The error names the first
+        offending rows.
+        """
+        bad = self._scan(_bad_count_mask, chunk_size)
+        if len(bad):
+            self._raise_not_counts(bad)
+
+    # ------------------------------------------------------------------ sample statistics
+    def _sample_stats(self, n_rows: int, seed: int) -> dict[str, np.ndarray]:
+        """Per-feature sums over a random sample of rows, computed in one pass and cached."""
+        if (n_rows, seed) in self._stats:
+            return self._stats[n_rows, seed]
         rng = np.random.default_rng(seed)
-        n = self.shape[0]
+        n, n_vars = self.shape
         idx = np.arange(n) if n <= n_rows else np.sort(rng.choice(n, size=n_rows, replace=False))
-        total, total_sq = np.zeros(self.shape[1]), np.zeros(self.shape[1])
+        total, total_sq, n_neg = np.zeros(n_vars), np.zeros(n_vars), np.zeros(n_vars)
+        min_pos = np.full(n_vars, np.inf)
         for start in range(0, len(idx), 2048):  # bounded memory
             rows = self.rows(idx[start : start + 2048]).astype(np.float64)
             total += rows.sum(0)
             total_sq += np.square(rows).sum(0)
-        mean = total / len(idx)
-        return mean, np.sqrt(np.maximum(total_sq / len(idx) - mean**2, 0.0))
+            n_neg += (rows < 0).sum(0)
+            min_pos = np.minimum(min_pos, np.where(rows > 0, rows, np.inf).min(0))
+        stats = {"n": len(idx), "sum": total, "sum_sq": total_sq, "n_neg": n_neg, "min_pos": min_pos}
+        self._stats[n_rows, seed] = stats
+        return stats
+
+    def moments(self, n_rows: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature mean and standard deviation estimated from a random sample of rows."""
+        s = self._sample_stats(n_rows, seed)
+        mean = s["sum"] / s["n"]
+        return mean, np.sqrt(np.maximum(s["sum_sq"] / s["n"] - mean**2, 0.0))
+
+    def support(self, n_rows: int = 20000, seed: int = 0) -> tuple[bool, np.ndarray]:
+        """Where the data lie, over the same row sample as :meth:`moments` (same pass, cached).
+
+        Returns
+        -------
+        nonneg
+            Whether no sampled entry is negative.
+        min_positive
+            ``(n_vars,)``: each feature's smallest positive value (``+inf`` for features never positive).
+        """
+        s = self._sample_stats(n_rows, seed)
+        return bool((s["n_neg"] == 0).all()), s["min_pos"].copy()
+
+    def negative_fraction(self, n_rows: int = 20000, seed: int = 0) -> np.ndarray:
+        """Per-feature fraction of negative entries over the same row sample as :meth:`moments`."""
+        s = self._sample_stats(n_rows, seed)
+        return s["n_neg"] / s["n"]

@@ -228,3 +228,47 @@ def prescribed_mixture(
             members = index.members(code)
             cells[i, slots] = members[rng.integers(0, len(members), size=int(slots.sum()))]
     return SetBatch(cells=cells, sets=np.full(len(sources), -1), sources=sources, mixture_weights=weights)
+
+
+def make_sampler(
+    index: SetIndex,
+    sets: np.ndarray,
+    cells_per_set: int,
+    mixer: str | dict | None = None,
+    kernel: dict | None = None,
+    obsm: dict | None = None,
+) -> SetSampler:
+    """The training-set sampler for the ``mixer=`` / ``kernel=`` options of ``GDE.train``.
+
+    Parameters
+    ----------
+    index, sets, cells_per_set
+        The grouping, the codes of the sets to draw from, and ``m``.
+    mixer
+        ``None`` (each set is one group), ``"dirichlet"`` or options of :class:`DirichletMixer`
+        such as ``{"k": 3, "alpha": 1.0}``.
+    kernel
+        Options of :class:`KernelSampler` plus the coordinates: ``"obsm"``, a key of ``obsm``, or
+        ``"coords"``, an ``(n_obs, d)`` array.
+    obsm
+        The AnnData's ``obsm`` mapping (for ``kernel``).
+    """
+    if mixer is not None and kernel is not None:
+        raise ValueError("Pass either mixer= or kernel=, not both.")
+    if kernel is not None:
+        options = dict(kernel)
+        key = options.pop("obsm", None)
+        coords = options.pop("coords", None)
+        if coords is None:
+            obsm = {} if obsm is None else obsm
+            if key not in obsm:
+                raise KeyError(f"kernel={{'obsm': {key!r}}} must name a key of adata.obsm; available: {list(obsm)}.")
+            coords = obsm[key]
+        return KernelSampler(index, np.asarray(coords), cells_per_set, sets=sets, **options)
+    if mixer is None:
+        return GroupSampler(index, cells_per_set, sets)
+    if not (mixer == "dirichlet" or isinstance(mixer, dict)):
+        raise ValueError(f"mixer must be None, 'dirichlet' or a dict like {{'k': 3, 'alpha': 1.0}}; got {mixer!r}.")
+    options = {} if mixer == "dirichlet" else dict(mixer)
+    options["k"] = min(options.get("k", 3), len(sets))
+    return DirichletMixer(index, cells_per_set, sets=sets, **options)

@@ -37,6 +37,8 @@ def set_labels(obs: pd.DataFrame, set_key: str | Sequence[str]) -> tuple[np.ndar
     missing = [k for k in keys if k not in obs.columns]
     if missing:
         raise KeyError(f"set_key={missing[0]!r} is not a column of adata.obs; available columns: {list(obs.columns)}.")
+    if len(obs) == 0:
+        raise ValueError("The AnnData is empty (0 cells), so there are no sets. Pass an AnnData with cells.")
     cats = [pd.Categorical(obs[k]) for k in keys]
     per_key = np.stack([c.codes.astype(np.int64) for c in cats], axis=1)
     in_set = (per_key >= 0).all(axis=1)

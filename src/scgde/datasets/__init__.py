@@ -1,9 +1,10 @@
 """Synthetic families with ground truth, the demo sets, and loaders for real datasets."""
 
 from ._digits import digits_mixtures, digits_split_indices
-from ._downloads import ChecksumError, norman2019, replogle2022_k562_essential, weinreb2020
+from ._downloads import ChecksumError, kang2018, norman2019, replogle2022_k562_essential, weinreb2020
 from ._pbmc import pbmc_composition_sets
-from ._perturbation import kang2018, synthetic_perturbseq, synthetic_perturbseq_truth
+from ._perturbation import synthetic_perturbseq, synthetic_perturbseq_truth
+from ._supervision import synthetic_donors
 from ._synthetic import simplex_grid, synthetic_gmm, synthetic_multinomial, synthetic_mvn, synthetic_poisson
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "pbmc_composition_sets",
     "replogle2022_k562_essential",
     "simplex_grid",
+    "synthetic_donors",
     "synthetic_gmm",
     "synthetic_multinomial",
     "synthetic_mvn",

@@ -8,7 +8,8 @@ i.e. ``~/.cache/scgde`` on Linux) and checked against a checksum:
 - files without one are *trusted on first use*: the SHA256 of the first download is written next to
   the cached file (``<file>.sha256``) and every later load verifies the cached file against it.
 
-Each loader takes ``path`` (the cache folder) and ``url`` (a mirror; tests point it at a local server).
+All files are entries of one :mod:`pooch` registry, :data:`DOWNLOADS`. Each loader takes ``path`` (the cache
+folder; for :func:`kang2018`, a local copy of the file) and ``url`` (a mirror; tests point it at a local server).
 """
 
 from __future__ import annotations
@@ -24,15 +25,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pooch
 from anndata import AnnData
 from scipy import sparse
 
-__all__ = ["REGISTRY", "ChecksumError", "norman2019", "replogle2022_k562_essential", "weinreb2020"]
+__all__ = [
+    "DOWNLOADS",
+    "REGISTRY",
+    "ChecksumError",
+    "kang2018",
+    "norman2019",
+    "replogle2022_k562_essential",
+    "weinreb2020",
+]
 
 logger = logging.getLogger(__name__)
 
 _KLEIN = "https://kleintools.hms.harvard.edu/paper_websites/state_fate2020/"
 _SCPERTURB = "https://zenodo.org/records/10044268/files/"
+_SCGEN_COMMIT = "dd7e178f9b42b9dfef9eb18d0da4b8e3caea4cf7"
 
 #: Every downloadable file: ``{dataset: {file key: {"fname", "url", "known_hash", "hash_source"}}}``.
 #: ``known_hash`` is ``"sha256:<hex>"`` or ``"md5:<hex>"``, or ``None`` when no checksum is published for
@@ -90,7 +101,33 @@ REGISTRY: dict[str, dict[str, dict[str, str | None]]] = {
             "hash_source": "Zenodo MD5 (as recorded in gao-lab/CASCADE data/download/Norman-2019/README.md)",
         },
     },
+    # Kang et al. 2018 (Nat. Biotechnol.), IFN-beta stimulated PBMCs (GEO GSE96583): the 1,975-cell validation
+    # split the scGen authors distributed as data/valid.h5ad in theislab/scgen (removed after this commit).
+    "kang2018": {
+        "h5ad": {
+            "fname": "valid.h5ad",
+            "url": f"https://raw.githubusercontent.com/theislab/scgen/{_SCGEN_COMMIT}/data/valid.h5ad",
+            "known_hash": "sha256:83f89f5356a4c01f65bbcee225eb45d8d8b13b6c962724431a26c1bf568ff09e",
+            "hash_source": "SHA256 of the copy in the project's shared data (the scGen authors publish none)",
+        },
+    },
 }
+
+
+def _registry_name(dataset: str, key: str) -> str:
+    """Name of a file in :data:`DOWNLOADS` (its path below the cache folder)."""
+    return f"{dataset}/{REGISTRY[dataset][key]['fname']}"
+
+
+#: The one :mod:`pooch` registry of all downloadable files (hashes and URLs from :data:`REGISTRY`). The cache
+#: folder is ``pooch.os_cache("scgde")`` unless the environment variable ``SCGDE_DATA_DIR`` names another.
+DOWNLOADS = pooch.create(
+    path=pooch.os_cache("scgde"),
+    base_url="",
+    env="SCGDE_DATA_DIR",
+    registry={_registry_name(d, k): e["known_hash"] for d, files in REGISTRY.items() for k, e in files.items()},
+    urls={_registry_name(d, k): str(e["url"]) for d, files in REGISTRY.items() for k, e in files.items()},
+)
 
 #: Default of ``known_hash`` / ``known_hashes``: use the checksum of :data:`REGISTRY`.
 _FROM_REGISTRY = "registry"
@@ -110,9 +147,7 @@ class ChecksumError(ValueError):
 
 def _cache_dir(path: str | Path | None) -> Path:
     if path is None:
-        import pooch
-
-        return Path(pooch.os_cache("scgde"))
+        return Path(DOWNLOADS.path)
     if not isinstance(path, str | Path):
         raise ValueError(f"`path` must be a folder path (str or Path) or None; got {path!r}.")
     return Path(path).expanduser()
@@ -159,17 +194,20 @@ def _trust_on_first_use(file: Path, url: str) -> None:
 
 def _fetch(dataset: str, key: str, *, path: str | Path | None, url: str | None, known_hash: str | None) -> Path:
     """Download one registered file (or take it from the cache) and verify it; return its local path."""
-    import pooch
-
     entry = REGISTRY[dataset][key]
     fname = str(entry["fname"])
-    source = url if url is not None else str(entry["url"])
-    expected = entry["known_hash"] if known_hash == _FROM_REGISTRY else known_hash
-    folder = _cache_dir(path) / dataset
+    name = _registry_name(dataset, key)
+    source = url if url is not None else DOWNLOADS.urls[name]
+    expected = DOWNLOADS.registry[name] if known_hash == _FROM_REGISTRY else known_hash
+    # the one registry, with this call's cache folder, mirror and checksum
+    store = pooch.Pooch(
+        path=_cache_dir(path),
+        base_url="",
+        registry={**DOWNLOADS.registry, name: expected},
+        urls={**DOWNLOADS.urls, name: source},
+    )
     try:
-        local = pooch.retrieve(
-            source, known_hash=expected, fname=fname, path=folder, progressbar=_progressbar(), downloader=None
-        )
+        local = store.fetch(name, progressbar=_progressbar())
     except ValueError as err:
         if "hash" not in str(err).lower():
             raise
@@ -253,8 +291,9 @@ def weinreb2020(
 
     1. keep only cells with a clone barcode; a cell's clone is the argmax of its clone-matrix row;
     2. normalise every cell to 10,000 counts and ``log1p``;
-    3. keep the ``n_top_genes`` highly variable genes (``scanpy.pp.highly_variable_genes``, ``flavor="seurat"``
-       on the log data);
+    3. keep exactly the ``n_top_genes`` genes with the highest normalised dispersion
+       (``scanpy.pp.highly_variable_genes``, ``flavor="seurat"`` on the log data; ties go to the gene that comes
+       first in the files, where scanpy alone would keep every gene tied with the last one);
     4. optionally z-score each gene with clipping at 10 (``scale=True``, the paper code's
        ``sc.pp.scale(max_value=10)``; this makes ``X`` dense).
 
@@ -351,6 +390,7 @@ def weinreb2020(
     sc.pp.log1p(adata)
     if n_top_genes is not None and n_top_genes < adata.n_vars:
         sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor="seurat")
+        adata.var["highly_variable"] = _top_n(adata.var["dispersions_norm"].to_numpy(), n_top_genes)
         adata = adata[:, adata.var["highly_variable"].to_numpy()].copy()
         adata.uns.pop("hvg", None)
     else:
@@ -367,6 +407,17 @@ def weinreb2020(
         "urls": {k: urls[k] or str(REGISTRY["weinreb2020"][k]["url"]) for k in urls},
     }
     return adata
+
+
+def _top_n(score: np.ndarray, n: int) -> np.ndarray:
+    """Mask of exactly ``n`` entries with the highest ``score``; ties go to the earlier entry, NaN ranks last.
+
+    scanpy's ``n_top_genes`` keeps every gene tied with the n-th score, so it can return more than ``n``.
+    """
+    score = np.nan_to_num(np.asarray(score, dtype=np.float64), nan=-np.inf)
+    keep = np.zeros(len(score), dtype=bool)
+    keep[np.argsort(-score, kind="stable")[:n]] = True
+    return keep
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -579,3 +630,76 @@ def registry_table() -> pd.DataFrame:
         for k, e in files.items()
     ]
     return pd.DataFrame(rows).set_index(["dataset", "file"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Kang 2018 (scGen's validation split)
+# ---------------------------------------------------------------------------------------------------------------------
+
+#: the name of the Kang 2018 file in a local data folder
+KANG2018_FILE = "kang2018_valid.h5ad"
+
+
+def kang2018(
+    path: str | Path | None = None,
+    url: str | None = None,
+    *,
+    cache: str | Path | None = None,
+    known_hash: str | None = _FROM_REGISTRY,
+) -> AnnData:
+    """Kang et al. 2018 IFN-beta stimulated and control PBMCs: scGen's 1,975-cell validation split.
+
+    1,975 cells x 6,998 genes, log-normalised expression; 936 control and 1,039 stimulated cells of 7 cell
+    types (CD4T, CD14+Mono, B, CD8T, NK, FCGR3A+Mono, Dendritic). The data are from GEO GSE96583 (Kang et
+    al., *Nature Biotechnology* 36, 2018); the file is the ``data/valid.h5ad`` the scGen authors distributed
+    in theislab/scgen (commit ``dd7e178``). With ``path``, that local file is read and nothing is downloaded;
+    without it, the file (2.3 MB) is downloaded once into the cache and verified against the SHA256 in
+    :data:`REGISTRY`. The file itself is never modified.
+
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` file, or a folder holding ``kang2018_valid.h5ad``. ``None`` downloads the file.
+    url
+        Mirror URL of the file, used only when ``path`` is ``None``. Default: the scGen commit's URL.
+    cache
+        Cache folder of the download (the file goes to ``cache / "kang2018"``). Default
+        ``pooch.os_cache("scgde")`` or ``$SCGDE_DATA_DIR``.
+    known_hash
+        Checksum to verify the download against instead of the registered one, or ``None`` to trust the
+        first download.
+
+    Returns
+    -------
+    AnnData with ``obs["condition"]`` (categorical ``["control", "stimulated"]``) and ``obs["cell_type"]``
+    (categorical), the file's other columns, embeddings and graphs, and ``uns["kang2018"]["file"]``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` names no file (nor a folder holding ``kang2018_valid.h5ad``).
+
+    Examples
+    --------
+    >>> import scgde
+    >>> adata = scgde.datasets.kang2018("data/kang2018_ifnb")  # doctest: +SKIP
+    >>> adata.obs.groupby(["cell_type", "condition"], observed=True).size()  # doctest: +SKIP
+    """
+    from ._perturbation import kang2018 as read_kang2018  # reads and standardises one explicit file
+
+    if path is None:
+        if url is not None and not isinstance(url, str):
+            raise ValueError(f"`url` must be a URL string or None; got {url!r}.")
+        if known_hash != _FROM_REGISTRY:
+            known_hash = _check_known_hash("known_hash", known_hash)
+        return read_kang2018(_fetch("kang2018", "h5ad", path=cache, url=url, known_hash=known_hash))
+    if not isinstance(path, str | Path):
+        raise ValueError(f"`path` must be a file or folder path (str or Path) or None; got {path!r}.")
+    path = Path(path).expanduser()
+    file = path / KANG2018_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"Kang 2018 file not found: {file} does not exist. Pass the path of scGen's `valid.h5ad` (Kang et al. "
+            f"2018, GEO GSE96583) or of a folder holding it as {KANG2018_FILE!r}, or path=None to download it."
+        )
+    return read_kang2018(file)

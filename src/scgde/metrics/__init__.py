@@ -15,8 +15,9 @@ Dependence:
 :func:`mutual_information` (KSG, bits), :func:`mutual_information_permutation_test`.
 
 Perturbation prediction (AnnData in, DataFrame out):
-:func:`perturbation_report` (Pearson delta, MSE, R^2 of mean changes; E-distance, MMD, sliced W2 in
-PCA space; one row per method and perturbation).
+:func:`perturbation_report` (Pearson delta from the control and from the perturbed centroid, MSE, R^2
+of mean changes, PerturBench rank; E-distance, MMD, sliced W2 in PCA space; one row per method and
+perturbation).
 """
 
 from ._empirical import energy_distance, exact_w2, mmd, sinkhorn_divergence, sliced_w2

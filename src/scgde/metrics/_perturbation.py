@@ -8,17 +8,24 @@ from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
+
+from scgde.data import PerturbationDesign, RowFetcher
 
 from ._empirical import energy_distance, mmd, sliced_w2
 
-#: rows read at a time when accumulating per-gene moments
-_CHUNK = 10_000
-#: context value used when no ``context_key`` is given
-_NO_CONTEXT = "__all__"
+#: matrix entries read at a time when accumulating per-gene moments (bounded memory)
+_CHUNK_ENTRIES = 2**24
 #: metrics reported by :func:`perturbation_report`, in column order (``{n}`` is ``n_top_de``)
-_DELTA_METRICS = ("pearson_delta", "pearson_delta_top{n}", "mse_delta", "mse_top{n}", "r2_delta")
+_DELTA_METRICS = (
+    "pearson_delta",
+    "pearson_delta_top{n}",
+    "pearson_delta_pert",
+    "mse_delta",
+    "mse_top{n}",
+    "r2_delta",
+    "rank",
+)
 _DIST_METRICS = ("e_distance", "mmd", "sliced_w2")
 
 
@@ -29,8 +36,8 @@ class _Transformer(Protocol):
 def perturbation_report(
     true: AnnData,
     predicted: AnnData | Mapping[str, AnnData],
-    control: AnnData,
-    perturbation_key: str = "perturbation",
+    control: AnnData | None = None,
+    perturbation_key: str | PerturbationDesign | None = None,
     n_top_de: int = 20,
     n_pcs: int | None = 50,
     pca: _Transformer | Callable[[np.ndarray], np.ndarray] | None = None,
@@ -39,6 +46,8 @@ def perturbation_report(
     seed: int = 0,
     *,
     context_key: str | None = None,
+    design: PerturbationDesign | None = None,
+    reference: AnnData | None = None,
     de_rank: Literal["mean_diff", "t"] = "mean_diff",
     de_genes: Mapping[str, Sequence[str]] | None = None,
     distributional: bool = True,
@@ -71,6 +80,20 @@ def perturbation_report(
     - ``r2_delta``: ``1 - SS_res / SS_tot`` over all genes, ``SS_res = sum (d_pred - d_true)^2``,
       ``SS_tot = sum (d_true - mean(d_true))^2`` (scikit-learn's ``r2_score(d_true, d_pred)``).
       Predicting no change gives ``r2_delta <= 0``; it can be arbitrarily negative.
+    - ``pearson_delta_pert``: Pearson correlation of the predicted vs the true change from the
+      *perturbed centroid* instead of the control mean, ``mean(group) - centroid``, where the
+      centroid of a context is the average of the perturbation means of ``reference`` (default
+      ``true``), each perturbation weighing alike (Systema: Viñas Torné et al., Nat. Biotechnol.
+      2025, "PearsonΔ_pert"). A model that only learns the change shared by all perturbations
+      scores about 0 here while its ``pearson_delta`` can be high. NaN when a context has a single
+      reference perturbation (its centroid is the group itself).
+    - ``rank``: PerturBench's rank metric (Wu et al., 2024): for the measured group ``p``, the
+      predicted groups ``q`` of the same method and context are sorted by the distance
+      ``|mean(pred_q) - mean(true_p)|`` (Euclidean over all genes, i.e. the RMSE of the means);
+      ``rank = (#{q != p closer than pred_p} + #{q != p as close} / 2) / (n - 1)``. 0: the
+      prediction of ``p`` is the closest to the measured ``p``; about 0.5 for predictions that
+      ignore the perturbation (mode collapse), whatever their other scores. NaN when the method
+      predicts a single group of the context.
 
     **Distributional metrics** (predicted vs true cells, at most ``max_cells`` cells of each group,
     projected on a shared PCA space; computed with :func:`scgde.metrics.energy_distance`,
@@ -104,10 +127,12 @@ def perturbation_report(
         method ``"predicted"``. A method that omits some perturbations is scored on the others
         (``n_perturbations`` of the summary tells).
     control
-        Control cells, the reference of the deltas (and of the DE genes).
+        Control cells, the reference of the deltas (and of the DE genes). ``None``: the cells of
+        ``true`` labelled ``design.control`` (needs a design with a control label).
     perturbation_key
         Column of ``obs`` naming the perturbation (condition, group) of each cell in ``true`` and
-        ``predicted``.
+        ``predicted`` (default ``"perturbation"``); a :class:`~scgde.data.PerturbationDesign` here
+        counts as ``design=``.
     n_top_de
         Number of top DE genes for ``pearson_delta_top{n}`` and ``mse_top{n}`` (``0``: omit these
         columns). Clipped to the number of genes; the column name keeps the requested ``n``.
@@ -129,6 +154,13 @@ def perturbation_report(
         Optional ``obs`` column (cell type, cell line) in all three objects: groups are then
         ``(context, perturbation)`` pairs, each compared to the control cells of its context, and
         the report gets a ``context`` column.
+    design
+        A :class:`~scgde.data.PerturbationDesign` giving ``perturbation_key`` and ``context_key``
+        (instead of the keywords). When it names a control label, groups with that label are
+        references, not targets: they are never scored.
+    reference
+        Perturbed cells whose perturbed centroid is the reference of ``pearson_delta_pert`` (e.g.
+        all measured perturbations, training ones included); default ``true``.
     de_rank
         How the top DE genes are ranked: ``"mean_diff"`` (absolute mean difference, default) or
         ``"t"`` (absolute Welch t statistic); see above.
@@ -146,8 +178,8 @@ def perturbation_report(
     -------
     ``per_perturbation``: a tidy DataFrame with one row per (method, [context,] perturbation) and
     columns ``method``, (``context``,) ``perturbation``, ``n_true``, ``n_predicted`` (cell counts),
-    ``pearson_delta``, ``pearson_delta_top{n}``, ``mse_delta``, ``mse_top{n}``, ``r2_delta``,
-    ``e_distance``, ``mmd``, ``sliced_w2``. Methods keep their input order; perturbations are sorted.
+    ``pearson_delta``, ``pearson_delta_top{n}``, ``pearson_delta_pert``, ``mse_delta``,
+    ``mse_top{n}``, ``r2_delta``, ``rank``, ``e_distance``, ``mmd``, ``sliced_w2``. Methods keep their input order; perturbations are sorted.
 
     With ``summary=True``, the tuple ``(per_perturbation, summary)``: ``summary`` is indexed by
     ``(method, statistic)`` with ``statistic`` in ``{"mean", "median"}`` over the perturbations
@@ -186,6 +218,13 @@ def perturbation_report(
     True
     """
     methods = _methods(predicted)
+    design = PerturbationDesign.resolve(
+        design,
+        perturbation_key if (perturbation_key is not None or design is not None) else "perturbation",
+        context_key=context_key,
+        need_control=False,
+    )
+    perturbation_key, context_key = design.perturbation_key, design.context_key
     n_top_de = int(n_top_de)
     if n_top_de < 0:
         raise ValueError(f"n_top_de must be non-negative, got {n_top_de}.")
@@ -197,35 +236,41 @@ def perturbation_report(
         raise ValueError(f"de_rank must be 'mean_diff' or 't', got {de_rank!r}.")
     if pca is not None and not (hasattr(pca, "transform") or callable(pca)):
         raise TypeError("pca must have a .transform method (e.g. a fitted sklearn PCA) or be a function.")
+    if control is None:
+        if design.control is None:
+            raise ValueError("Pass control= (an AnnData of control cells), or a design whose control label is in true.")
+        design.check(true.obs, "true")
+        control = true[design.is_control(true.obs[perturbation_key].astype(str))]
 
     # ---- validation: genes, keys, layers
     if control.n_obs == 0:
         raise ValueError("control has no cells: the deltas need control cells as reference.")
     objects = {"true": true, "control": control, **{f"predicted[{m!r}]": a for m, a in methods.items()}}
+    if reference is not None:
+        objects["reference"] = reference
     for name, adata in objects.items():
         if name != "true":
             _check_genes(true, adata, name)
         _matrix(adata, layer, name)  # raises on a missing layer
-    labelled = {k: v for k, v in objects.items() if k != "control"}
-    for name, adata in labelled.items():
-        _check_key(adata, perturbation_key, "perturbation_key", name)
-    if context_key is not None:
-        for name, adata in objects.items():
-            _check_key(adata, context_key, "context_key", name)
+    for name, adata in objects.items():
+        if name != "control":
+            design.check(adata.obs, name, need_control=False)
+        elif context_key is not None and context_key not in adata.obs:
+            raise KeyError(f"context_key={context_key!r} is not a column of control.obs; add the column.")
 
     # ---- groups: (context, perturbation) -> row indices
-    true_groups = _groups(true, perturbation_key, context_key)
+    true_groups = _groups(true, design)
     if not true_groups:
-        raise ValueError(f"true has no labelled cells in obs[{perturbation_key!r}].")
-    pred_groups = {m: _groups(a, perturbation_key, context_key) for m, a in methods.items()}
+        raise ValueError(f"true has no labelled perturbed cells in obs[{perturbation_key!r}].")
+    pred_groups = {m: _groups(a, design) for m, a in methods.items()}
     for m, groups in pred_groups.items():
         if not set(groups) & set(true_groups):
             raise ValueError(
                 f"No perturbation is shared by true and the prediction {m!r}: true has "
-                f"{_preview(_labels(true_groups, context_key))}, {m!r} has {_preview(_labels(groups, context_key))}."
+                f"{_preview(_labels(true_groups, design))}, {m!r} has {_preview(_labels(groups, design))}."
             )
     if context_key is None:
-        ctrl_groups = {_NO_CONTEXT: np.arange(control.n_obs)}
+        ctrl_groups = {c: np.arange(control.n_obs) for c in {c for c, _ in true_groups}}
     else:
         ctx = control.obs[context_key]
         keep = ~ctx.isna().to_numpy()
@@ -240,9 +285,10 @@ def perturbation_report(
 
     # ---- means (all cells) and DE genes of true vs control
     need_var = de_rank == "t" and n_top_de > 0
-    x_true, x_ctrl = _matrix(true, layer, "true"), _matrix(control, layer, "control")
+    x_true, x_ctrl = _fetcher(true, layer, "true"), _fetcher(control, layer, "control")
     ctrl_mom = {c: _moments(x_ctrl, idx, need_var) for c, idx in ctrl_groups.items()}
     true_mom = {g: _moments(x_true, idx, need_var) for g, idx in true_groups.items()}
+    centroid = _centroids(true_mom if reference is None else reference, design, layer)
     n_genes = true.n_vars
     gene_pos = pd.Index(true.var_names)
     top = {}
@@ -278,28 +324,34 @@ def perturbation_report(
 
     # ---- per (method, group) rows
     rows = []
+    eps = np.finfo(np.float32).eps  # rows are read as float32
     for m, groups in pred_groups.items():
-        x_pred = _matrix(methods[m], layer, f"predicted[{m!r}]")
-        for g in sorted(set(groups) & set(true_groups)):
+        x_pred = _fetcher(methods[m], layer, f"predicted[{m!r}]")
+        shared = sorted(set(groups) & set(true_groups))
+        pred_means = {g: _moments(x_pred, groups[g], False)[0] for g in shared}
+        for g in shared:
             idx = groups[g]
-            mp, _, _ = _moments(x_pred, idx, False)
+            mp = pred_means[g]
             mt, _, nt = true_mom[g]
             mc = ctrl_mom[g[0]][0]
             d_pred, d_true = mp - mc, mt - mc
             row = {"method": m, "context": g[0], "perturbation": g[1], "n_true": int(nt), "n_predicted": len(idx)}
-            # a delta whose spread is at the round-off level of the stored values (e.g. control
-            # cells saved as float32 by a "no change" baseline) counts as constant: Pearson is NaN
-            tol_p = 64 * max(_eps(x_pred), _eps(x_ctrl)) * max(np.abs(mp).max(), np.abs(mc).max())
-            tol_t = 64 * max(_eps(x_true), _eps(x_ctrl)) * max(np.abs(mt).max(), np.abs(mc).max())
+            # a delta whose spread is at the round-off level of the values read (e.g. control
+            # cells relabelled by a "no change" baseline) counts as constant: Pearson is NaN
+            tol_p = 64 * eps * max(np.abs(mp).max(), np.abs(mc).max())
+            tol_t = 64 * eps * max(np.abs(mt).max(), np.abs(mc).max())
             row["pearson_delta"] = _pearson(d_pred, d_true, tol_p, tol_t)
             if n_top_de > 0:
                 row[f"pearson_delta_top{n_top_de}"] = _pearson(d_pred[top[g]], d_true[top[g]], tol_p, tol_t)
+            ref = centroid.get(g[0])
+            row["pearson_delta_pert"] = np.nan if ref is None else _pearson(mp - ref, mt - ref, tol_p, tol_t)
             row["mse_delta"] = float(np.mean((d_pred - d_true) ** 2))
             if n_top_de > 0:
                 row[f"mse_top{n_top_de}"] = float(np.mean((d_pred[top[g]] - d_true[top[g]]) ** 2))
             ss_tot = float(np.sum((d_true - d_true.mean()) ** 2))
             ss_res = float(np.sum((d_pred - d_true) ** 2))
             row["r2_delta"] = 1.0 - ss_res / ss_tot if ss_tot > 0 else np.nan
+            row["rank"] = _rank(mt, g, pred_means)
             if distributional:
                 xp = project(_rows(x_pred, _subsample(idx, max_cells, seed, "predicted", m, *g)))
                 xt = sub_true[g]
@@ -370,22 +422,17 @@ def _matrix(adata: AnnData, layer: str | None, name: str):
     return adata.layers[layer]
 
 
-def _groups(adata: AnnData, perturbation_key: str, context_key: str | None) -> dict[tuple[str, str], np.ndarray]:
-    """``{(context, perturbation): row indices}``; cells with a missing label are ignored."""
-    pert = adata.obs[perturbation_key]
-    keep = ~pert.isna().to_numpy()
-    if context_key is None:
-        ctx = np.full(adata.n_obs, _NO_CONTEXT, dtype=object)
-    else:
-        c = adata.obs[context_key]
-        keep &= ~c.isna().to_numpy()
-        ctx = c.astype(str).to_numpy()
-    frame = pd.DataFrame({"c": ctx, "p": pert.astype(str).to_numpy()})[keep]
-    return {(str(c), str(p)): np.asarray(idx) for (c, p), idx in frame.groupby(["c", "p"], sort=True).indices.items()}
+def _groups(adata: AnnData, design: PerturbationDesign) -> dict[tuple[str, str], np.ndarray]:
+    """``{(context, perturbation): row indices}`` of the non-control groups; unlabelled cells are ignored."""
+    codes, groups = design.groups(adata.obs)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(groups) + 1))
+    out = {g: order[bounds[i] : bounds[i + 1]] for i, g in enumerate(groups)}
+    return {g: idx for g, idx in out.items() if not design.is_control(g[1])}
 
 
-def _labels(groups, context_key: str | None) -> list[str]:
-    return [p if context_key is None else f"{c}/{p}" for c, p in groups]
+def _labels(groups, design: PerturbationDesign) -> list[str]:
+    return [design.label(c, p) for c, p in groups]
 
 
 def _preview(items: Sequence, k: int = 8) -> str:
@@ -394,13 +441,18 @@ def _preview(items: Sequence, k: int = 8) -> str:
     return f"[{shown}{', ...' if len(items) > k else ''}] ({len(items)})"
 
 
-def _moments(x, idx: np.ndarray, need_var: bool) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Per-gene mean (and unbiased variance) of rows ``idx`` of a dense or sparse matrix, in chunks."""
+def _fetcher(adata: AnnData, layer: str | None, name: str) -> RowFetcher:
+    return RowFetcher(_matrix(adata, layer, name), name if layer is None else f"{name}.layers[{layer!r}]")
+
+
+def _moments(x: RowFetcher, idx: np.ndarray, need_var: bool) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Per-gene mean (and unbiased variance) of rows ``idx``, read in blocks of bounded size."""
     n = len(idx)
     s = np.zeros(x.shape[1])
     s2 = np.zeros(x.shape[1]) if need_var else None
-    for start in range(0, n, _CHUNK):
-        block = _rows(x, idx[start : start + _CHUNK])
+    step = max(1, _CHUNK_ENTRIES // max(x.shape[1], 1))
+    for start in range(0, n, step):
+        block = _rows(x, idx[start : start + step])
         s += block.sum(0)
         if need_var:
             s2 += (block**2).sum(0)
@@ -411,10 +463,31 @@ def _moments(x, idx: np.ndarray, need_var: bool) -> tuple[np.ndarray, np.ndarray
     return mean, var, n
 
 
-def _rows(x, idx: np.ndarray) -> np.ndarray:
-    block = x[np.sort(idx)]
-    block = block.toarray() if sp.issparse(block) else np.asarray(block)
-    return block.astype(np.float64, copy=False)
+def _rows(x: RowFetcher, idx: np.ndarray) -> np.ndarray:
+    return x.rows(np.sort(idx)).astype(np.float64)
+
+
+def _centroids(source, design: PerturbationDesign, layer: str | None) -> dict[str, np.ndarray]:
+    """Perturbed centroid per context: the average of the perturbation means (Systema's reference)."""
+    if isinstance(source, AnnData):
+        x = _fetcher(source, layer, "reference")
+        source = {g: _moments(x, idx, False) for g, idx in _groups(source, design).items()}
+    by_context: dict[str, list[np.ndarray]] = {}
+    for (c, _), (mean, _, _) in source.items():
+        by_context.setdefault(c, []).append(mean)
+    # a single perturbation is its own centroid: its change from it is zero, the Pearson undefined
+    return {c: np.mean(means, axis=0) for c, means in by_context.items() if len(means) > 1}
+
+
+def _rank(true_mean: np.ndarray, group: tuple[str, str], pred_means: dict) -> float:
+    """PerturBench rank of the prediction of ``group`` among the method's predictions of its context."""
+    dist = {g: float(np.linalg.norm(m - true_mean)) for g, m in pred_means.items() if g[0] == group[0]}
+    if len(dist) < 2:
+        return np.nan
+    own = dist.pop(group)
+    others = np.fromiter(dist.values(), dtype=float)
+    tie = np.isclose(others, own, rtol=1e-6, atol=1e-12)
+    return float(((others < own) & ~tie).sum() + 0.5 * tie.sum()) / len(others)
 
 
 def _subsample(idx: np.ndarray, max_cells: int | None, seed: int, *names: str) -> np.ndarray:
@@ -444,12 +517,6 @@ def _projection(pca, n_pcs: int | None, blocks: list[np.ndarray], seed: int) -> 
     k = min(int(n_pcs), fit.shape[0], fit.shape[1])
     model = PCA(n_components=k, random_state=seed).fit(fit)
     return lambda x: model.transform(x).astype(np.float64, copy=False)
-
-
-def _eps(x) -> float:
-    """Relative round-off of a matrix's stored values (integer counts are exact)."""
-    dtype = np.dtype(x.dtype)
-    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray, tol_a: float, tol_b: float) -> float:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from scgde.data import SET_NAME_SEP
+from scgde.data import PerturbationDesign
 
 from ._gde import GDE
 
-_ALL = "all"  # the context name when there is no context_key
+_FILES = ("predictor.json", "predictor.npz")
 
 
 class PerturbationPredictor:
@@ -32,7 +36,9 @@ class PerturbationPredictor:
       contexts, so that the response can depend on the context.
 
     A prediction for any (context, perturbation) pair, measured or not, is
-    ``z(context, control) + dz_hat``, decoded into cells by the GDE generator.
+    ``z(context, control) + dz_hat``, decoded into cells by the GDE generator. Only the GDE's
+    public API is used (:meth:`~scgde.model.GDE.get_set_representation`,
+    :meth:`~scgde.model.GDE.generate`).
 
     The generator decides how good the predicted cells are: on the Kang 2018 benchmark
     (``benchmarks/perturbation.py``) a GDE trained with ``generator="flow"`` beat the baselines'
@@ -44,7 +50,8 @@ class PerturbationPredictor:
     model
         A trained :class:`~scgde.model.GDE`.
     perturbation_key
-        ``obs`` column naming each cell's perturbation.
+        ``obs`` column naming each cell's perturbation, or a :class:`~scgde.data.PerturbationDesign`
+        (then leave ``control``, ``context_key`` and ``combo_sep`` unset).
     control
         The control label in ``obs[perturbation_key]``.
     context_key
@@ -55,59 +62,67 @@ class PerturbationPredictor:
         names), or a DataFrame indexed by perturbation. Combinations ``"A+B"`` use the sum of the
         parts' features.
     method
-        ``"ridge"`` (ridge regression, strength by leave-one-out cross-validation) or
-        ``"mean_shift"`` (the average shift of the perturbation over training contexts: latent
-        arithmetic, scGen-style, in the set-embedding space).
+        ``"ridge"`` (ridge regression on standardised features, strength by leave-one-out
+        cross-validation) or ``"mean_shift"`` (the average shift of the perturbation over training
+        contexts: latent arithmetic, scGen-style, in the set-embedding space).
     adata
         Cells to learn from (default: the model's AnnData); same genes as the model.
     combo_sep
-        Separator of combinatorial perturbations.
+        Separator of combinatorial perturbations (default ``"+"``).
     n_pcs
         Principal components for ``features="coexpression"``.
     alphas
         Candidate ridge strengths.
+    design
+        The :class:`~scgde.data.PerturbationDesign` (instead of ``perturbation_key``, ``control``,
+        ``context_key`` and ``combo_sep``).
 
     Examples
     --------
-    >>> pred = scgde.model.PerturbationPredictor(model, "condition", control="control", context_key="cell_type")
-    >>> pred.fit()
-    >>> cells = pred.predict("stimulated", context="CD4T", n_cells=500)
+    >>> import tempfile
+    >>> adata = scgde.datasets.synthetic_perturbseq(n_genes=20, n_perturbations=4, n_cell_types=2, cells_per_group=30)
+    >>> scgde.model.GDE.setup_anndata(adata, set_key=["cell_type", "perturbation"])
+    >>> model = scgde.model.GDE(adata, n_latent=4, n_hidden=16)
+    >>> model.train(max_epochs=1, batches_per_epoch=2, enable_progress_bar=False)
+    >>> design = scgde.data.PerturbationDesign("perturbation", control="control", context_key="cell_type")
+    >>> pred = scgde.model.PerturbationPredictor(model, design).fit()
+    >>> cells = pred.predict("gene_03", context="type_1", n_cells=50)
+    >>> cells.shape
+    (50, 20)
+    >>> folder = tempfile.mkdtemp()
+    >>> pred.save(folder)
+    >>> same = scgde.model.PerturbationPredictor.load(folder, model)
     """
 
     def __init__(
         self,
         model: GDE,
-        perturbation_key: str,
-        control: str,
+        perturbation_key: str | PerturbationDesign | None = None,
+        control: str | None = None,
         context_key: str | None = None,
-        features: pd.DataFrame | str | None = None,
-        method: str = "ridge",
+        features: pd.DataFrame | Literal["coexpression"] | None = None,
+        method: Literal["ridge", "mean_shift"] = "ridge",
         adata: AnnData | None = None,
-        combo_sep: str = "+",
+        combo_sep: str | None = None,
         n_pcs: int = 20,
         alphas: Sequence[float] | None = None,
+        *,
+        design: PerturbationDesign | None = None,
     ):
-        if not model.is_trained_:
+        if not model.is_trained:
             raise ValueError("Train the GDE model first (model.train()).")
         if method not in ("ridge", "mean_shift"):
             raise ValueError(f"Unknown method={method!r}; choose 'ridge' or 'mean_shift'.")
         self.model = model
-        self.adata = model._check_adata(adata)
-        obs = self.adata.obs
-        for name, key in (("perturbation_key", perturbation_key), ("context_key", context_key)):
-            if key is not None and key not in obs:
-                raise KeyError(f"{name}={key!r} is not a column of adata.obs; available columns: {list(obs.columns)}.")
-        labels = obs[perturbation_key].astype(str)
-        if control not in set(labels):
+        self.design = PerturbationDesign.resolve(design, perturbation_key, control, context_key, combo_sep)
+        self.adata = model.adata if adata is None else adata
+        if adata is not None and not pd.Index(adata.var_names).equals(pd.Index(model.var_names)):
             raise ValueError(
-                f"control={control!r} is not a value of adata.obs[{perturbation_key!r}]; "
-                f"values include {sorted(set(labels))[:10]}."
+                "adata.var_names differ from the genes the model was trained on; "
+                "select and order them first: adata[:, model.var_names]."
             )
-        self.perturbation_key = perturbation_key
-        self.control = control
-        self.context_key = context_key
+        self.design.check(self.adata.obs)
         self.method = method
-        self.combo_sep = combo_sep
         self.alphas = np.logspace(-3, 5, 17) if alphas is None else np.asarray(alphas, dtype=float)
         if isinstance(features, str):
             if features != "coexpression":
@@ -115,16 +130,22 @@ class PerturbationPredictor:
             features = self._coexpression_features(n_pcs)
         self.features = features
 
+    # the old attribute names, kept for existing code
+    perturbation_key = property(lambda self: self.design.perturbation_key)
+    control = property(lambda self: self.design.control)
+    context_key = property(lambda self: self.design.context_key)
+    combo_sep = property(lambda self: self.design.combination_sep)
+
     # ------------------------------------------------------------------ features
     def _coexpression_features(self, n_pcs: int) -> pd.DataFrame:
-        ctrl = np.flatnonzero(self.adata.obs[self.perturbation_key].astype(str).to_numpy() == self.control)
-        x = self.model._fetcher(self.adata).rows(ctrl)
+        ctrl = np.flatnonzero(self.design.is_control(self.adata.obs[self.perturbation_key].astype(str)))
+        x = self.model.expression_reader(self.adata).rows(ctrl)
         pca = PCA(n_components=min(n_pcs, *x.shape)).fit(x)
         loadings = pca.components_.T * np.sqrt(pca.explained_variance_)
         return pd.DataFrame(loadings, index=self.adata.var_names, columns=[f"pc{i}" for i in range(loadings.shape[1])])
 
     def _feature_row(self, perturbation: str) -> np.ndarray:
-        parts = perturbation.split(self.combo_sep)
+        parts = self.design.parts(perturbation)
         if self.features is None:
             unknown = [p for p in parts if p not in self._seen]
             if unknown:
@@ -140,15 +161,13 @@ class PerturbationPredictor:
 
     # ------------------------------------------------------------------ fit
     def _group_embeddings(self) -> pd.DataFrame:
-        keys = [self.perturbation_key] if self.context_key is None else [self.context_key, self.perturbation_key]
-        emb = self.model.get_set_representation(self.adata, set_key=keys)
-        parts = [name.split(SET_NAME_SEP) for name in emb.index.astype(str)]
-        context = [_ALL if self.context_key is None else p[0] for p in parts]
-        perturbation = [p[-1] for p in parts]
-        emb.index = pd.MultiIndex.from_arrays([context, perturbation], names=["context", "perturbation"])
+        _, groups = self.design.groups(self.adata.obs)
+        labels = [self.design.label(c, p) for c, p in groups]
+        emb = self.model.get_set_representation(self.adata, set_key=self.design.keys, sets=labels)
+        emb.index = pd.MultiIndex.from_tuples(groups, names=["context", "perturbation"])
         return emb
 
-    def _design(self, contexts: Sequence[str], perturbations: Sequence[str]) -> np.ndarray:
+    def _design_matrix(self, contexts: Sequence[str], perturbations: Sequence[str]) -> np.ndarray:
         cols = [np.stack([self._feature_row(p) for p in perturbations])]
         if len(self.contexts_) > 1:
             cols.append(self.control_embeddings_.loc[list(contexts)].to_numpy())
@@ -158,7 +177,7 @@ class PerturbationPredictor:
         """Embed every (context, perturbation) group and fit the shift model."""
         emb = self._group_embeddings()
         contexts = emb.index.get_level_values("context")
-        is_ctrl = emb.index.get_level_values("perturbation") == self.control
+        is_ctrl = self.design.is_control(emb.index.get_level_values("perturbation"))
         self.contexts_ = sorted(set(contexts))
         no_ctrl = sorted(set(contexts) - set(contexts[is_ctrl]))
         if no_ctrl:
@@ -169,22 +188,28 @@ class PerturbationPredictor:
         if len(pairs) == 0:
             raise ValueError("No perturbed cells to learn from: every group is a control group.")
         self.training_pairs_ = list(pairs.index)
-        self._seen = sorted({p for _, pert in self.training_pairs_ for p in pert.split(self.combo_sep)})
+        self._seen = sorted({q for _, pert in self.training_pairs_ for q in self.design.parts(pert)})
         ctx = [c for c, _ in self.training_pairs_]
         pert = [p for _, p in self.training_pairs_]
         shifts = pairs.to_numpy() - self.control_embeddings_.loc[ctx].to_numpy()
         if self.method == "mean_shift":
-            self.mean_shifts_ = pd.DataFrame(shifts, index=pert).groupby(level=0).mean()
+            self.mean_shifts_ = pd.DataFrame(shifts, index=pert, columns=emb.columns).groupby(level=0).mean()
             return self
-        design = self._design(ctx, pert)
-        self._scaler = StandardScaler().fit(design)
-        x = self._scaler.transform(design)
-        if len(x) >= 3:
-            self._ridge = RidgeCV(alphas=self.alphas).fit(x, shifts)
-            self.alpha_ = float(self._ridge.alpha_)
+        x = self._design_matrix(ctx, pert)
+        if len(x) >= 3:  # leave-one-out needs a few pairs
+            pipeline = make_pipeline(StandardScaler(), RidgeCV(alphas=self.alphas)).fit(x, shifts)
+            self.alpha_ = float(pipeline[-1].alpha_)
         else:
             self.alpha_ = 1.0
-            self._ridge = Ridge(alpha=self.alpha_).fit(x, shifts)
+            pipeline = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha_)).fit(x, shifts)
+        scaler, ridge = pipeline[0], pipeline[-1]
+        # the fitted map as plain arrays: what predict uses, and what save writes
+        self.weights_ = {
+            "mean": scaler.mean_,
+            "scale": scaler.scale_,
+            "coef": np.atleast_2d(ridge.coef_),
+            "intercept": np.atleast_1d(ridge.intercept_),
+        }
         return self
 
     # ------------------------------------------------------------------ predict
@@ -206,7 +231,11 @@ class PerturbationPredictor:
     def predict_embedding(
         self, perturbations: str | Sequence[str], context: str | Sequence[str] | None = None
     ) -> pd.DataFrame:
-        """Predicted set embeddings, one row per (context, perturbation) pair (index ``"context|perturbation"``)."""
+        """Predicted set embeddings, one row per (context, perturbation) pair.
+
+        The index holds the design's labels, ``"context|perturbation"`` (``"perturbation"``
+        without a ``context_key``).
+        """
         pairs = self._pairs(perturbations, context)
         ctx = [c for c, _ in pairs]
         base = self.control_embeddings_.loc[ctx].to_numpy()
@@ -218,8 +247,10 @@ class PerturbationPredictor:
                 )
             shift = self.mean_shifts_.loc[[p for _, p in pairs]].to_numpy()
         else:
-            shift = self._ridge.predict(self._scaler.transform(self._design(ctx, [p for _, p in pairs])))
-        names = [p if self.context_key is None else f"{c}{SET_NAME_SEP}{p}" for c, p in pairs]
+            w = self.weights_
+            x = (self._design_matrix(ctx, [p for _, p in pairs]) - w["mean"]) / w["scale"]
+            shift = x @ w["coef"].T + w["intercept"]
+        names = [self.design.label(c, p) for c, p in pairs]
         return pd.DataFrame(base + shift, index=names, columns=self.embeddings_.columns)
 
     def predict(
@@ -233,7 +264,8 @@ class PerturbationPredictor:
 
         Returns
         -------
-        AnnData of generated cells with ``obs[perturbation_key]`` (and ``obs[context_key]``).
+        AnnData of generated cells with ``obs[perturbation_key]`` (and ``obs[context_key]``);
+        ``obs["set"]`` holds the design's label of each predicted group.
         """
         pairs = self._pairs(perturbations, context)
         out = self.model.generate(self.predict_embedding(perturbations, context), n_cells=n_cells, **generate_kwargs)
@@ -241,3 +273,76 @@ class PerturbationPredictor:
         if self.context_key is not None:
             out.obs[self.context_key] = pd.Categorical(np.repeat([c for c, _ in pairs], n_cells))
         return out
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, dir_path: str | Path, overwrite: bool = False) -> None:
+        """Write the fitted predictor (design, features, embeddings, ridge weights) to ``dir_path``.
+
+        The GDE is not included: save it with :meth:`~scgde.model.GDE.save` and pass it to
+        :meth:`load`.
+        """
+        if not hasattr(self, "embeddings_"):
+            raise ValueError("Call fit() before save().")
+        path = Path(dir_path)
+        if not overwrite and any((path / f).exists() for f in _FILES):
+            raise FileExistsError(f"{path} already holds a saved predictor; pass overwrite=True to replace it.")
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "design": self.design.to_dict(),
+            "method": self.method,
+            "alpha": getattr(self, "alpha_", None),
+            "seen": self._seen,
+            "groups": [list(g) for g in self.embeddings_.index],
+            "columns": list(self.embeddings_.columns),
+            "features": None if self.features is None else self.features.index.tolist(),
+        }
+        arrays = {"embeddings": self.embeddings_.to_numpy(), "alphas": self.alphas}
+        if self.features is not None:
+            arrays["features"] = self.features.to_numpy(dtype=float)
+            meta["feature_columns"] = self.features.columns.tolist()  # JSON keeps str and int labels
+        if self.method == "mean_shift":
+            arrays["mean_shifts"] = self.mean_shifts_.to_numpy()
+            meta["mean_shift_index"] = list(self.mean_shifts_.index)
+        else:
+            arrays.update({f"w_{k}": v for k, v in self.weights_.items()})
+        (path / _FILES[0]).write_text(json.dumps(meta, indent=1))
+        np.savez(path / _FILES[1], **arrays)
+
+    @classmethod
+    def load(cls, dir_path: str | Path, model: GDE, adata: AnnData | None = None) -> PerturbationPredictor:
+        """Read a predictor written by :meth:`save`, for the (same) trained ``model``."""
+        path = Path(dir_path)
+        missing = [f for f in _FILES if not (path / f).exists()]
+        if missing:
+            raise FileNotFoundError(f"{path} lacks {missing}: save a fitted predictor there with .save(dir_path).")
+        meta = json.loads((path / _FILES[0]).read_text())
+        with np.load(path / _FILES[1]) as f:
+            arrays = {k: f[k] for k in f.files}
+        n_latent = getattr(model.module, "n_latent", arrays["embeddings"].shape[1])
+        if arrays["embeddings"].shape[1] != n_latent:
+            raise ValueError(
+                f"The saved predictor has {arrays['embeddings'].shape[1]} latent dimensions, the model "
+                f"{n_latent}: load it with the GDE it was fitted with."
+            )
+        pred = cls.__new__(cls)
+        pred.model, pred.adata = model, model.adata if adata is None else adata
+        pred.design = PerturbationDesign.from_dict(meta["design"])
+        pred.method, pred.alphas, pred._seen = meta["method"], arrays["alphas"], meta["seen"]
+        pred.features = None
+        if meta["features"] is not None:
+            pred.features = pd.DataFrame(arrays["features"], index=meta["features"], columns=meta["feature_columns"])
+        index = pd.MultiIndex.from_tuples([tuple(g) for g in meta["groups"]], names=["context", "perturbation"])
+        pred.embeddings_ = pd.DataFrame(arrays["embeddings"], index=index, columns=meta["columns"])
+        is_ctrl = pred.design.is_control(index.get_level_values("perturbation"))
+        pred.control_embeddings_ = pred.embeddings_[is_ctrl].droplevel("perturbation")
+        pred.contexts_ = sorted(set(index.get_level_values("context")))
+        pred.training_pairs_ = list(index[~is_ctrl])
+        if meta["alpha"] is not None:
+            pred.alpha_ = meta["alpha"]
+        if pred.method == "mean_shift":
+            pred.mean_shifts_ = pd.DataFrame(
+                arrays["mean_shifts"], index=meta["mean_shift_index"], columns=meta["columns"]
+            )
+        else:
+            pred.weights_ = {k: arrays[f"w_{k}"] for k in ("mean", "scale", "coef", "intercept")}
+        return pred

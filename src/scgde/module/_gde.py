@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,8 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import Tensor
 
 from scgde.nn import ENCODERS, GENERATORS, build_encoder, build_generator
+
+from ._heads import HeadKind, SetLabelHead
 
 LIKELIHOODS = ("gaussian", "nb")
 
@@ -41,6 +44,9 @@ class GDEModule(BaseModuleClass):
         Hidden width shared by encoder and generator unless overridden in their kwargs.
     encoder_kwargs, generator_kwargs
         Extra arguments of the encoder and generator classes.
+    n_set_labels, set_label_kind
+        Set-level label head on ``z`` (``scgde.module._heads.SetLabelHead``): number of classes
+        (1 for regression) and ``"classification"`` or ``"regression"``; ``None``: no head.
     """
 
     def __init__(
@@ -54,6 +60,8 @@ class GDEModule(BaseModuleClass):
         n_hidden: int = 128,
         encoder_kwargs: dict | None = None,
         generator_kwargs: dict | None = None,
+        n_set_labels: int = 0,
+        set_label_kind: HeadKind | None = None,
     ):
         super().__init__()
         if encoder not in ENCODERS:
@@ -77,12 +85,45 @@ class GDEModule(BaseModuleClass):
         self.generator = build_generator(generator, n_input, n_latent + n_batch, **gen_kwargs)
         self.register_buffer("feature_mean", torch.zeros(n_input))
         self.register_buffer("feature_scale", torch.ones(n_input))
+        # generated values below this floor are set to 0 (-inf: real-valued data, no projection)
+        self.register_buffer("zero_floor", torch.full((n_input,), -math.inf))
+        # range of the training data's log library sizes (nb), for warnings about generated depths
+        self.register_buffer("log_library_range", torch.tensor([-math.inf, math.inf]))
+        self.label_head = None
+        if set_label_kind is not None:
+            self.label_head = SetLabelHead(n_latent, n_set_labels, set_label_kind, n_hidden)
 
     def set_feature_moments(self, mean, std) -> None:
         """Standardise Gaussian data with these per-feature moments (features with no spread are left as is)."""
         std = torch.as_tensor(std, dtype=torch.float32)
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.feature_scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def set_support(self, min_positive) -> None:
+        """Keep generated values on the support of non-negative data such as log-normalised expression.
+
+        Such data are 0 or at least the gene's smallest positive value; a generated value below half
+        of that is set to 0 (genes never positive are always 0), so that generated cells have no
+        negative entries and realistic zero fractions.
+        """
+        floor = 0.5 * torch.as_tensor(min_positive, dtype=torch.float32)
+        self.zero_floor.copy_(torch.nan_to_num(floor, posinf=math.inf))
+
+    def set_library_prior(self, log_library: Tensor, batch: Tensor | None = None) -> None:
+        """Start the count generator's library-size model at the data's log library sizes (per batch)."""
+        log_library = torch.as_tensor(log_library, dtype=torch.float32)
+        self.log_library_range.copy_(torch.stack([log_library.min(), log_library.max()]))
+        offsets = None
+        if self.n_batch and batch is not None:
+            batch = torch.as_tensor(batch, dtype=torch.long)
+            means = torch.stack(
+                [
+                    log_library[batch == b].mean() if (batch == b).any() else log_library.mean()
+                    for b in range(self.n_batch)
+                ]
+            )
+            offsets = means - log_library.mean()
+        self.generator.init_library(log_library.mean(), log_library.std().clamp_min(1e-2), offsets)
 
     def encoder_input(self, x: Tensor) -> Tensor:
         """What the encoder sees: standardised features, or log-normalised counts."""
@@ -95,8 +136,11 @@ class GDEModule(BaseModuleClass):
         return x if self.likelihood == "nb" else (x - self.feature_mean) / self.feature_scale
 
     def generator_output(self, y: Tensor) -> Tensor:
-        """Map generated values back to the data scale."""
-        return y if self.likelihood == "nb" else y * self.feature_scale + self.feature_mean
+        """Map generated values back to the data scale (and onto the data's support)."""
+        if self.likelihood == "nb":
+            return y
+        y = y * self.feature_scale + self.feature_mean
+        return torch.where(y < self.zero_floor, torch.zeros_like(y), y)
 
     def covariates(self, batch: Tensor | None) -> Tensor | None:
         """One-hot batch covariates ``(B, m, n_batch)`` or ``None``."""
@@ -125,16 +169,30 @@ class GDEModule(BaseModuleClass):
         """Nothing to do: the generator's loss is computed directly in :meth:`loss`."""
         return {}
 
-    def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
-        """Generator loss on the same sets that were encoded, averaged over sets."""
+    def loss(
+        self, tensors, inference_outputs, generative_outputs, label_weight: float = 1.0, generator_weight: float = 1.0
+    ) -> LossOutput:
+        """Generator loss on the same sets that were encoded, averaged over sets.
+
+        With a label head: ``generator_weight * generator loss + label_weight * label loss``, the
+        label loss (cross-entropy or squared error) over the labelled sets of the batch only
+        (``tensors["set_label"]`` NaN: unlabelled), logged as ``label_loss``.
+        ``generator_weight=0`` skips the generator: an encoder trained on the labels alone.
+        """
         x = tensors["X"]
-        per_set = self.generator.loss(
-            self.generator_input(x),
-            inference_outputs["z"],
-            tensors.get("weights"),
-            self.covariates(tensors.get("batch")),
-        )
-        return LossOutput(loss=per_set.mean(), reconstruction_loss=per_set, n_obs_minibatch=x.shape[0])
+        z = inference_outputs["z"]
+        if generator_weight == 0 and self.label_head is not None:
+            per_set = torch.zeros(x.shape[0], device=x.device)
+        else:
+            per_set = self.generator.loss(
+                self.generator_input(x), z, tensors.get("weights"), self.covariates(tensors.get("batch"))
+            )
+        if self.label_head is None:
+            return LossOutput(loss=per_set.mean(), reconstruction_loss=per_set, n_obs_minibatch=x.shape[0])
+        label_loss, _ = self.label_head.loss(z, tensors["set_label"])
+        total = generator_weight * per_set.mean() + label_weight * label_loss
+        extra = {"generator_loss": per_set.mean().detach(), "label_loss": label_loss.detach()}
+        return LossOutput(loss=total, reconstruction_loss=per_set, n_obs_minibatch=x.shape[0], extra_metrics=extra)
 
     @torch.no_grad()
     @auto_move_data

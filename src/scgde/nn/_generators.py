@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+from scvi.distributions import NegativeBinomial
 from torch import Tensor, nn
 
 from ._distances import DISTANCES
@@ -95,6 +96,20 @@ class CVAEGenerator(ConditionalGenerator):
     def _encode_input(self, x: Tensor) -> Tensor:
         return torch.log1p(x) if self.likelihood == "nb" else x
 
+    @torch.no_grad()
+    def init_library(self, log_mean: Tensor, log_sd: Tensor, batch_offsets: Tensor | None = None) -> None:
+        """Start the library-size model at the data's log library sizes.
+
+        Even a short training then generates plausible depths. ``batch_offsets`` ``(n_batch,)`` shift the
+        mean per batch; the batch one-hot is the last part of the condition vector.
+        """
+        if self.likelihood != "nb":
+            return
+        nn.init.zeros_(self.library.weight)
+        self.library.bias.copy_(torch.stack([torch.as_tensor(log_mean), torch.log(torch.as_tensor(log_sd))]))
+        if batch_offsets is not None:
+            self.library.weight[0, -len(batch_offsets) :] = torch.as_tensor(batch_offsets)
+
     def _prior_log_prob(self, u: Tensor, cond: Tensor) -> Tensor:
         log_w = torch.log_softmax(self.prior_logits(cond), -1)  # (B, m, K)
         log_var = self.prior_log_var.clamp(-10, 5)
@@ -117,7 +132,7 @@ class CVAEGenerator(ConditionalGenerator):
             nll = 0.5 * (_LOG_2PI + log_var + (x - out).pow(2) / log_var.exp()).sum(-1)
         else:
             lib = x.sum(-1, keepdim=True).clamp_min(1.0)
-            nll = _nb_nll(x, lib * torch.softmax(out, -1), self.log_theta.exp()).sum(-1)
+            nll = -NegativeBinomial(mu=lib * torch.softmax(out, -1), theta=self.log_theta.exp()).log_prob(x).sum(-1)
             lib_mu, lib_log_sd = self.library(cond).unbind(-1)
             lib_log_sd = lib_log_sd.clamp(-5, 3)
             log_lib = torch.log(lib[..., 0])
@@ -141,27 +156,12 @@ class CVAEGenerator(ConditionalGenerator):
         mean = lib[..., None] * torch.softmax(out, -1)
         if not noise:
             return mean
-        theta = self.log_theta.exp()
-        rate = torch.distributions.Gamma(theta, theta / mean.clamp_min(1e-8)).sample()
-        return torch.poisson(rate)
+        return NegativeBinomial(mu=mean.clamp_min(1e-8), theta=self.log_theta.exp()).sample()
 
 
 def _normal_log_prob(u: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
     """Log density of a diagonal Gaussian, summed over the last axis."""
     return -0.5 * (_LOG_2PI + log_var + (u - mean).pow(2) / log_var.exp()).sum(-1)
-
-
-def _nb_nll(x: Tensor, mu: Tensor, theta: Tensor, eps: float = 1e-8) -> Tensor:
-    """Negative log-likelihood of a negative binomial with mean ``mu`` and inverse dispersion ``theta``."""
-    log_theta_mu = torch.log(theta + mu + eps)
-    ll = (
-        theta * (torch.log(theta + eps) - log_theta_mu)
-        + x * (torch.log(mu + eps) - log_theta_mu)
-        + torch.lgamma(x + theta)
-        - torch.lgamma(theta)
-        - torch.lgamma(x + 1)
-    )
-    return -ll
 
 
 class _DenoisingGenerator(ConditionalGenerator):

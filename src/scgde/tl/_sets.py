@@ -18,6 +18,7 @@ def embed_sets(
     key_added: str = "gde",
     set_key: str | Sequence[str] | None = None,
     copy: bool = False,
+    progress_bar: bool = True,
 ) -> AnnData | None:
     """Embed every set of ``adata`` with a trained model and store the result.
 
@@ -37,6 +38,8 @@ def embed_sets(
         Column(s) defining the sets (default: the model's ``set_key``).
     copy
         Return a modified copy instead of writing in place.
+    progress_bar
+        Show progress bars while encoding large data.
 
     Returns
     -------
@@ -44,15 +47,17 @@ def embed_sets(
 
     Examples
     --------
-    >>> scgde.tl.embed_sets(model)
+    >>> scgde.tl.embed_sets(model, progress_bar=False)
     >>> sets = scgde.tl.set_adata(model.adata)
-    >>> sc.pp.neighbors(sets, use_rep="X_gde"); sc.tl.umap(sets)
+    >>> sc.pp.neighbors(sets, use_rep="X_gde", n_neighbors=5)
+    >>> sets.obsm["X_gde"].shape
+    (12, 4)
     """
     adata = model.adata if adata is None else adata
     if copy:
         adata = adata.copy()
-    keys = as_key_list(set_key) if set_key is not None else model._set_keys
-    emb = model.get_set_representation(adata, keys)
+    keys = as_key_list(set_key) if set_key is not None else model.set_key
+    emb = model.get_set_representation(adata, keys, progress_bar=progress_bar)
     codes, _ = set_labels(adata.obs, keys)
     per_cell = np.full((adata.n_obs, emb.shape[1]), np.nan, dtype=np.float32)
     per_cell[codes >= 0] = emb.to_numpy()[codes[codes >= 0]]

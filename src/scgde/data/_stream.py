@@ -1,0 +1,148 @@
+"""Stream the cells of many sets in chunks, for exact encoding of sets of any size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from scvi import settings
+from scvi.utils import track
+
+from ._fetch import RowFetcher
+
+
+class GeneOrder:
+    """Read rows of a matrix whose columns are the model's genes in another order.
+
+    Parameters
+    ----------
+    fetcher
+        Reader of the query matrix.
+    columns
+        For each model gene, its column in the query matrix (``None``: same order).
+    """
+
+    def __init__(self, fetcher: RowFetcher, columns: np.ndarray | None):
+        self.fetcher, self.columns = fetcher, columns
+        self.shape = (fetcher.shape[0], fetcher.shape[1] if columns is None else len(columns))
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` with columns in the model's order."""
+        out = self.fetcher.rows(idx)
+        return out if self.columns is None else out[:, self.columns]
+
+    def slice(self, start: int, stop: int) -> np.ndarray:
+        """Contiguous rows ``start:stop`` with columns in the model's order."""
+        out = self.fetcher.slice(start, stop)
+        return out if self.columns is None else out[:, self.columns]
+
+
+def default_chunk_size(n_vars: int) -> int:
+    """Cells per chunk: about 4M matrix entries (e.g. 2,097 cells at 2,000 genes), 256 to 16,384 cells."""
+    return max(256, min(16384, 2**22 // max(n_vars, 1)))
+
+
+class SetChunks:
+    """Re-iterable chunks ``(x, seg, weights)`` of the cells of the wanted sets, in file order.
+
+    Each iteration reads the wanted rows once, so an encoder with several pooling stages reads
+    the data once per stage (see :func:`scgde.nn.encode_stream`).
+
+    Parameters
+    ----------
+    fetcher
+        Reader of the rows (an object with ``rows(idx)`` and ``slice(start, stop)``).
+    codes
+        ``(n_obs,)`` set code of every row; rows with code ``-1`` are skipped.
+    transform
+        Applied to each dense chunk tensor (e.g. the module's encoder input transform).
+    device
+        Where the chunks go.
+    chunk_size
+        Rows per chunk.
+    weights
+        Optional callable ``weights(rows) -> (len(rows),)`` masses of the given rows; it must
+        return the same values each pass (e.g. seeded by the rows).
+    description
+        Progress-bar text.
+    progress_bar
+        Show a progress bar for long passes.
+    """
+
+    def __init__(
+        self,
+        fetcher,
+        codes: np.ndarray,
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        device,
+        chunk_size: int,
+        weights: Callable[[np.ndarray], np.ndarray] | None = None,
+        description: str = "Encoding sets",
+        progress_bar: bool = True,
+    ):
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size} must be a positive number of cells.")
+        self.fetcher, self.codes, self.transform, self.device = fetcher, np.asarray(codes), transform, device
+        self.rows = np.flatnonzero(self.codes >= 0)
+        # contiguous reads when most rows are needed (fast when backed), else only the wanted rows
+        self.contiguous = len(self.rows) > 0.5 * len(self.codes)
+        total = len(self.codes) if self.contiguous else len(self.rows)
+        self.bounds = [(s, min(s + chunk_size, total)) for s in range(0, total, chunk_size)]
+        self.weights = weights
+        self.description, self.progress_bar = description, progress_bar
+        self.passes = 0
+
+    def __call__(self) -> SetChunks:
+        return self
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        self.passes += 1
+        bounds = self.bounds
+        if self.progress_bar and len(bounds) > 4:
+            bounds = track(
+                bounds, description=f"{self.description} (pass {self.passes})", style=settings.progress_bar_style
+            )
+        for start, stop in bounds:
+            if self.contiguous:
+                rows = np.arange(start, stop)
+                seg = self.codes[start:stop]
+                keep = seg >= 0
+                if not keep.any():
+                    continue
+                x = self.fetcher.slice(start, stop)
+                if not keep.all():  # avoid copying a chunk that is all wanted
+                    x, seg, rows = x[keep], seg[keep], rows[keep]
+            else:
+                rows = self.rows[start:stop]
+                x, seg = self.fetcher.rows(rows), self.codes[rows]
+            w = None if self.weights is None else torch.as_tensor(self.weights(rows), dtype=torch.float32)
+            x = self.transform(torch.from_numpy(x).to(self.device))
+            yield x, torch.from_numpy(seg).to(self.device), None if w is None else w.to(self.device)
+
+
+def pca_coordinates(
+    fetcher, n_components: int = 30, n_fit: int = 20000, chunk_size: int = 8192, seed: int = 0
+) -> np.ndarray:
+    """``(n_obs, n_components)`` principal-component coordinates of standardised rows, in bounded memory.
+
+    The components are fitted on a random sample of ``n_fit`` rows; all rows are then projected chunk
+    by chunk. With few features the standardised features themselves are returned.
+    """
+    from sklearn.decomposition import PCA
+
+    n_obs, n_vars = fetcher.shape
+    mean, std = fetcher.moments(seed=seed)
+    std = np.where(std > 1e-6, std, 1.0)
+    n_components = min(n_components, n_vars, max(1, n_obs - 1))
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n_obs, size=min(n_fit, n_obs), replace=False))
+    if n_components >= n_vars:
+        pca = None
+    else:
+        pca = PCA(n_components=n_components, random_state=seed).fit((fetcher.rows(sample) - mean) / std)
+    out = np.empty((n_obs, n_components if pca is not None else n_vars), dtype=np.float32)
+    for start in range(0, n_obs, chunk_size):
+        block = (fetcher.slice(start, min(start + chunk_size, n_obs)) - mean) / std
+        out[start : start + len(block)] = block if pca is None else pca.transform(block)
+    return out

@@ -1,0 +1,160 @@
+"""Training of a GDE: sets split into training and validation sets, random subsets per step."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from scvi import settings
+from scvi.model.base import UnsupervisedTrainingMixin
+
+from scgde.data import SetDataSplitter, registered_sets
+
+from ._supervision import check_label_training
+from ._validate import check_choice
+
+#: default training length: this many passes over the training cells, within [MIN_STEPS, MAX_STEPS]
+DEFAULT_PASSES = 40
+MIN_STEPS, MAX_STEPS = 2000, 8000
+
+
+def default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int) -> int:
+    """Optimiser steps of the default training: 40 passes over the training cells, 2,000 to 8,000 steps."""
+    per_pass = math.ceil(n_train_cells / (sets_per_batch * cells_per_set))
+    return int(np.clip(DEFAULT_PASSES * per_pass, MIN_STEPS, MAX_STEPS))
+
+
+class TrainMixin(UnsupervisedTrainingMixin):
+    """``train()`` for set models, through :class:`~scgde.data.SetDataSplitter`."""
+
+    _data_splitter_cls = SetDataSplitter
+
+    def train(
+        self,
+        max_epochs: int | None = None,
+        sets_per_batch: int = 32,
+        cells_per_set: int = 100,
+        mixer: str | dict | None = None,
+        kernel: dict | Literal["auto"] | None = "auto",
+        min_set_size: int = 1,
+        train_size: float = 0.9,
+        batches_per_epoch: int | None = None,
+        lr: float = 1e-3,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        early_stopping: bool = False,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        plan_kwargs: dict | None = None,
+        label_weight: float = 1.0,
+        **trainer_kwargs,
+    ):
+        """Train encoder and generator jointly on random subsets of the training sets.
+
+        Sets (never cells) are split into training and validation sets; the validation loss is
+        computed on the same validation subsets every epoch and logged as ``validation_loss``.
+        The defaults are the best configuration measured (``benchmarks/defaults.py``).
+
+        Parameters
+        ----------
+        max_epochs
+            Number of epochs. Default: the data decide: 40 passes over the training cells, at
+            least 2,000 and at most 8,000 optimiser steps (e.g. 8,000 steps, ~4 min on 2 CPU cores,
+            for 2,000 sets of 2-D points; 2,000 steps for a few thousand cells). Short trainings
+            cost quality: they learn set vectors that carry the sets' means but little of their
+            spread (on covariance-heavy Gaussian sets, covariance R^2 0.18 after 1,500 steps
+            against 0.94 after 15,000; ``benchmarks/covariance_probe.py``).
+        sets_per_batch
+            Sets per minibatch ``B``.
+        cells_per_set
+            Cells drawn per set ``m`` (with replacement from sets smaller than ``m``).
+        mixer
+            ``None`` (each training set is one group), ``"dirichlet"`` or a dict such as
+            ``{"k": 3, "alpha": 1.0}``: train on k-sparse Dirichlet mixtures of sets, which fills
+            the space between sets (the paper's mixer).
+        kernel
+            Train on kernel-weighted neighbourhoods instead of whole sets, e.g.
+            ``{"obsm": "X_pca", "bandwidth": None, "n_neighbors": 200, "within_set": True}``: each
+            training set is centred on a random cell of a training set (see
+            :class:`~scgde.data.KernelSampler`). Gives many local distributions when there are
+            only a few groups. Embeddings are still computed from whole sets. ``"auto"`` (default):
+            neighbourhoods of 100 cells within each set, in 30 principal components of the data,
+            when there are fewer than 50 training sets and no ``mixer``; whole sets otherwise.
+            ``None``: always whole sets.
+        min_set_size
+            Sets with fewer cells are skipped (with a warning that counts them).
+        train_size
+            Fraction of sets used for training; the rest are validation sets.
+        batches_per_epoch
+            Minibatches per epoch; default: about one pass over the training cells, at least 10.
+        lr
+            Adam learning rate.
+        lr_schedule
+            ``"constant"`` (default; measured best with the flow generator) or ``"cosine"`` (2% warm-up,
+            then cosine decay to 1% of ``lr``).
+        early_stopping
+            Stop when the validation loss stops improving (patience via ``early_stopping_patience``).
+        accelerator, devices
+            Lightning device selection (``"auto"`` uses a GPU when available).
+        plan_kwargs
+            Passed to :class:`~scgde.model.GDETrainingPlan` (e.g. ``weight_decay``).
+        label_weight
+            Weight of the set-label loss (models set up with ``set_labels_key``): the loss is the
+            generator loss plus ``label_weight`` times the label loss over the labelled sets of each
+            batch (mixtures and kernel neighbourhoods are unlabelled). ``0``: the head is not
+            trained. ``plan_kwargs={"generator_weight": 0.0}`` trains encoder and head on the
+            labels alone (a supervised-only baseline).
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer` (e.g. ``gradient_clip_val``, ``enable_progress_bar``).
+            The seed of the split and of the draws is ``scvi.settings.seed``.
+        """
+        check_choice("lr_schedule", lr_schedule, Literal["constant", "cosine"])
+        for name, value in (("sets_per_batch", sets_per_batch), ("cells_per_set", cells_per_set)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
+        if self._reader(self.adata).columns is not None:
+            raise ValueError(
+                "The AnnData's genes are in another order than the model's: train on adata[:, model.var_names]."
+            )
+        index = registered_sets(self.adata_manager)
+        sizes = index.sizes[index.sizes >= max(1, min_set_size)]
+        n_train_cells = max(1, int(train_size * sizes.sum()))
+        if batches_per_epoch is None:
+            batches_per_epoch = max(10, math.ceil(n_train_cells / (sets_per_batch * cells_per_set)))
+        if max_epochs is None:
+            steps = default_steps(n_train_cells, sets_per_batch, cells_per_set)
+            max_epochs = max(1, math.ceil(steps / batches_per_epoch))
+        seed = settings.seed if settings.seed is not None else 0
+        datasplitter_kwargs = {
+            "cells_per_set": cells_per_set,
+            "mixer": mixer,
+            "kernel": kernel,
+            "min_set_size": min_set_size,
+            "batches_per_epoch": batches_per_epoch,
+            "seed": int(seed),
+        }
+        if early_stopping and train_size >= 1.0:
+            raise ValueError("early_stopping needs validation sets: use train_size < 1.")
+        plan_kwargs = {"lr": lr, "lr_schedule": lr_schedule, "eps": 1e-8, "weight_decay": 0.0, **(plan_kwargs or {})}
+        if getattr(self.module, "label_head", None) is not None:
+            check_label_training(label_weight, plan_kwargs, mixer, kernel, self.adata_manager)
+            plan_kwargs["label_weight"] = float(label_weight)
+        if train_size < 1.0:
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+        trainer_kwargs.setdefault("gradient_clip_val", 10.0)
+        self.module.train()  # embedding calls leave the module in eval mode
+        out = super().train(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            train_size=train_size,
+            batch_size=sets_per_batch,
+            early_stopping=early_stopping,
+            datasplitter_kwargs=datasplitter_kwargs,
+            plan_kwargs=plan_kwargs,
+            **trainer_kwargs,
+        )
+        self.module.eval()
+        self.train_sets_, self.validation_sets_ = self.train_indices_, self.validation_indices_
+        return out
