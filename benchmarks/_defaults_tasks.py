@@ -94,12 +94,12 @@ def _kang_fold(adata, held_out: str, quick: bool, seed: int) -> tuple[list[dict]
     return report, stats, train_s
 
 
-def kang_held_out(quick: bool, seed: int) -> dict:
+def kang_held_out(quick: bool, seed: int, types: list[str] | None = None) -> dict:
     """(b) Kang 2018: predict each held-out cell type's IFN-beta response as a distribution."""
     adata = scgde.datasets.kang2018(KANG)
     for key in ("cell_type", "condition"):
         adata.obs[key] = adata.obs[key].astype(str)
-    types = sorted(adata.obs["cell_type"].unique())[: 1 if quick else None]
+    types = types or sorted(adata.obs["cell_type"].unique())[: 1 if quick else None]
     reports, stats, train_s = [], {}, 0.0
     for held_out in types:
         report, stats[held_out], seconds = _kang_fold(adata, held_out, quick, seed)

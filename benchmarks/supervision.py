@@ -165,13 +165,21 @@ def run(dataset: str, adata: ad.AnnData, args, seed: int) -> list[dict]:
     row("pseudobulk + LR", logistic(means.loc[labelled], y_lab, means.loc[held]))
 
     semi, semi_s = fit_gde(subset(data, pool, labelled), args, seed, cps, labels=True, label_weight=args.label_weight)
-    row("semi-supervised GDE (head)", semi.predict_set_labels(test, progress_bar=False)[POSITIVE].to_numpy(), semi_s)
+    row(
+        "semi-supervised GDE (head)",
+        semi.predict_set_labels(test, sets=held, progress_bar=False)[POSITIVE].to_numpy(),
+        semi_s,
+    )
     row("semi-supervised GDE + LR", logistic(embedding(semi, data, labelled), y_lab, embedding(semi, data, held)))
 
     sup, sup_s = fit_gde(
         subset(data, labelled, labelled), args, seed, cps, labels=True, plan_kwargs={"generator_weight": 0.0}
     )
-    row("supervised-only encoder (head)", sup.predict_set_labels(test, progress_bar=False)[POSITIVE].to_numpy(), sup_s)
+    row(
+        "supervised-only encoder (head)",
+        sup.predict_set_labels(test, sets=held, progress_bar=False)[POSITIVE].to_numpy(),
+        sup_s,
+    )
 
     unsup, unsup_s = fit_gde(subset(data, pool), args, seed, cps, labels=False)
     row(

@@ -64,3 +64,22 @@ def test_replogle_table4_quick(keep_threads, capsys):
     # PerturBench's rank sees the collapse of the feature-blind baseline (one prediction for every perturbation)
     assert table.loc["training mean", "rank"] == 0.5 and table.loc["Mean", "rank"] < 0.5
     assert "R2 (squared Pearson)" in capsys.readouterr().out
+
+
+def test_supervision_quick(keep_threads, capsys):
+    summary = _load("supervision").main(["--quick"])["summary"]
+    assert len(summary) >= 4 and "ROC-AUC" in capsys.readouterr().out
+
+
+def test_defaults_quick(shared_file, keep_threads, capsys):
+    """Every table of the defaults benchmark is produced, with its baselines, from the default model."""
+    shared_file("kang2018_ifnb", "kang2018_valid.h5ad")
+    shared_file("larry_cospar_subset", "test_adata_preprocessed.h5ad")
+    out = _load("defaults").main(["--quick"])
+    assert set(out) == {"a", "b", "c", "d"}
+    assert np.isfinite(out["a"]["table"].to_numpy(float)).all() and "set means L2" in out["a"]["table"].index
+    cells = out["b"]["cells"]
+    assert (cells["negative entries"] == 0).all()  # generated log-expression stays on the data's support
+    assert {"GDE (default model)", "pseudobulk (PCA mean)"} <= set(out["c"]["table"].index)
+    assert "set means" in out["d"]["table"].index
+    assert "beats every baseline" in capsys.readouterr().out

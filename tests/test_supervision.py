@@ -62,6 +62,11 @@ def test_classification_head_predicts_held_out_sets():
     np.testing.assert_allclose(pred[["case", "control"]].sum(1), 1.0, atol=1e-5)
     assert balanced_accuracy_score(truth.astype(str), pred["predicted"].astype(str)) > 0.8
     assert np.isfinite(_history(model, "label_loss_train")).all()
+    # sets= picks and orders the rows
+    some = list(truth.index[[5, 0, 3]])
+    picked = model.predict_set_labels(adata=query, sets=some, progress_bar=False)
+    assert list(picked.index) == some
+    pd.testing.assert_frame_equal(picked, pred.loc[some], check_names=False)
 
 
 def test_mostly_unlabelled_sets_still_train_the_head():

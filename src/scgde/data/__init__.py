@@ -3,7 +3,7 @@
 from ._datamodule import SetDataModule, SetDataSplitter
 from ._design import PerturbationDesign
 from ._fetch import RowFetcher
-from ._fields import SET_KEY, SetObsField, registered_sets
+from ._fields import SET_KEY, SET_LABELS_KEY, SetLabelsObsField, SetObsField, registered_set_labels, registered_sets
 from ._samplers import (
     DirichletMixer,
     GroupSampler,
@@ -18,6 +18,7 @@ from ._stream import GeneOrder, SetChunks, default_chunk_size
 
 __all__ = [
     "SET_KEY",
+    "SET_LABELS_KEY",
     "SET_NAME_SEP",
     "DirichletMixer",
     "GroupSampler",
@@ -29,6 +30,7 @@ __all__ = [
     "SetChunks",
     "SetDataModule",
     "SetDataSplitter",
+    "SetLabelsObsField",
     "SetObsField",
     "SetIndex",
     "SetSampler",
@@ -36,6 +38,7 @@ __all__ = [
     "default_chunk_size",
     "make_sampler",
     "prescribed_mixture",
+    "registered_set_labels",
     "registered_sets",
     "set_labels",
     "split_sets",

@@ -1,18 +1,44 @@
-"""scvi-tools registry field for set membership."""
+"""scvi-tools registry fields for set membership and set-level labels."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 from scvi.data.fields import BaseAnnDataField
 
-from ._sets import SetIndex, as_key_list, set_labels
+from ._sets import SET_NAME_SEP, SetIndex, as_key_list, set_labels
 
 #: registry key of the set codes (``adata_manager.get_from_registry(SET_KEY)``)
 SET_KEY = "set"
+#: registry key of the set-level labels (``adata_manager.get_state_registry(SET_LABELS_KEY)``)
+SET_LABELS_KEY = "set_labels"
 
 
-class SetObsField(BaseAnnDataField):
+class _ObsCodesField(BaseAnnDataField):
+    """A registry field whose data are one integer/float code per cell in ``obs[ATTR_KEY]``."""
+
+    REGISTRY_KEY: str
+    ATTR_KEY: str
+
+    @property
+    def registry_key(self) -> str:
+        return self.REGISTRY_KEY
+
+    @property
+    def attr_name(self) -> str:
+        return "obs"
+
+    @property
+    def attr_key(self) -> str:
+        return self.ATTR_KEY
+
+    @property
+    def is_empty(self) -> bool:
+        return False
+
+
+class SetObsField(_ObsCodesField):
     """Set membership from one or several ``obs`` columns, registered with scvi-tools.
 
     Registering writes each cell's integer set code to ``adata.obs["_scgde_set"]`` (``-1``:
@@ -26,27 +52,12 @@ class SetObsField(BaseAnnDataField):
         Column name(s) of ``adata.obs``; several columns make one set per observed combination.
     """
 
+    REGISTRY_KEY = SET_KEY
     ATTR_KEY = "_scgde_set"
 
     def __init__(self, set_key: str | list[str]):
         super().__init__()
         self.set_keys = as_key_list(set_key)
-
-    @property
-    def registry_key(self) -> str:
-        return SET_KEY
-
-    @property
-    def attr_name(self) -> str:
-        return "obs"
-
-    @property
-    def attr_key(self) -> str:
-        return self.ATTR_KEY
-
-    @property
-    def is_empty(self) -> bool:
-        return False
 
     def validate_field(self, adata: AnnData) -> None:
         """Check that every set column exists."""
@@ -81,19 +92,13 @@ class SetObsField(BaseAnnDataField):
 
 def registered_sets(adata_manager) -> SetIndex:
     """The sets of the AnnData registered with ``adata_manager``."""
-    import pandas as pd
-
     codes = np.asarray(adata_manager.get_from_registry(SET_KEY)).ravel()
     state = adata_manager.get_state_registry(SET_KEY)
-    names = pd.Index(np.asarray(state["set_names"], dtype=str), name="|".join(state["set_keys"]))
+    names = pd.Index(np.asarray(state["set_names"], dtype=str), name=SET_NAME_SEP.join(state["set_keys"]))
     return SetIndex(codes, names)
 
 
-#: registry key of the set-level labels (``adata_manager.get_state_registry(SET_LABELS_KEY)``)
-SET_LABELS_KEY = "set_labels"
-
-
-class SetLabelsObsField(BaseAnnDataField):
+class SetLabelsObsField(_ObsCodesField):
     """One label per set (a donor's diagnosis, a sample's condition), from an ``obs`` column.
 
     The column must be constant within each set; missing values (NaN) mark unlabelled cells, and a
@@ -114,28 +119,13 @@ class SetLabelsObsField(BaseAnnDataField):
         Column(s) defining the sets, as for :class:`SetObsField`.
     """
 
+    REGISTRY_KEY = SET_LABELS_KEY
     ATTR_KEY = "_scgde_set_label"
 
     def __init__(self, labels_key: str, set_key: str | list[str]):
         super().__init__()
         self.labels_key = labels_key
         self.set_keys = as_key_list(set_key)
-
-    @property
-    def registry_key(self) -> str:
-        return SET_LABELS_KEY
-
-    @property
-    def attr_name(self) -> str:
-        return "obs"
-
-    @property
-    def attr_key(self) -> str:
-        return self.ATTR_KEY
-
-    @property
-    def is_empty(self) -> bool:
-        return False
 
     def validate_field(self, adata: AnnData) -> None:
         """Check that the label column exists."""
@@ -147,8 +137,6 @@ class SetLabelsObsField(BaseAnnDataField):
 
     def register_field(self, adata: AnnData) -> dict:
         """Check that each set has one label and store the per-set labels."""
-        import pandas as pd
-
         self.validate_field(adata)
         column = adata.obs[self.labels_key]
         if _is_numeric(column):
@@ -168,8 +156,6 @@ class SetLabelsObsField(BaseAnnDataField):
 
     def transfer_field(self, state_registry: dict, adata_target: AnnData, **kwargs) -> dict:
         """Keep the model's kind and classes; labels the query lacks (or new classes) are unlabelled."""
-        import pandas as pd
-
         kind, categories = state_registry["kind"], list(state_registry["categories"])
         n = adata_target.n_obs
         if self.labels_key not in adata_target.obs.columns:
@@ -204,8 +190,6 @@ class SetLabelsObsField(BaseAnnDataField):
 
 
 def _is_numeric(column) -> bool:
-    import pandas as pd
-
     return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 

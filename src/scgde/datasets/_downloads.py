@@ -685,7 +685,7 @@ def kang2018(
     >>> adata = scgde.datasets.kang2018("data/kang2018_ifnb")  # doctest: +SKIP
     >>> adata.obs.groupby(["cell_type", "condition"], observed=True).size()  # doctest: +SKIP
     """
-    from ._perturbation import kang2018 as read_kang2018  # reads and standardises one explicit file
+    from ._perturbation import read_kang2018  # reads and standardises one explicit file
 
     if path is None:
         if url is not None and not isinstance(url, str):

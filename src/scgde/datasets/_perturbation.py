@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-__all__ = ["kang2018", "synthetic_perturbseq", "synthetic_perturbseq_truth"]
+__all__ = ["synthetic_perturbseq", "synthetic_perturbseq_truth"]
 
 CONTROL = "control"
 
@@ -328,61 +328,13 @@ _KANG_CONDITIONS = {
 }
 
 
-def _kang_candidates() -> list[Path]:
-    relative = Path("..") / "shared" / "data" / "kang2018_ifnb" / _KANG_FILE
-    repo_root = Path(__file__).resolve().parents[3]
-    return [Path.cwd() / relative, repo_root / relative]
+def read_kang2018(file: str | Path) -> AnnData:
+    """Read one Kang 2018 file (scGen's ``valid.h5ad``) and standardise its condition and cell-type columns.
 
-
-def kang2018(path: str | Path | None = None) -> AnnData:
-    """Kang et al. 2018 IFN-beta stimulated and control PBMCs: scGen's 1,975-cell validation split (local file).
-
-    Reads ``kang2018_valid.h5ad`` (1,975 cells x 6,998 genes, log-normalised expression; 936 control and
-    1,039 stimulated cells of 7 cell types: CD4T, CD14+Mono, B, CD8T, NK, FCGR3A+Mono, Dendritic). The data
-    are from GEO GSE96583 (Kang et al., *Nature Biotechnology* 36, 2018); this subset is the ``valid.h5ad``
-    the scGen authors distributed (repository theislab/scgen, ``data/valid.h5ad``). Nothing is downloaded.
-    The file is not modified.
-
-    Parameters
-    ----------
-    path
-        The ``.h5ad`` file or a folder holding ``kang2018_valid.h5ad``. Default: look for
-        ``../shared/data/kang2018_ifnb/kang2018_valid.h5ad`` relative to the current working directory,
-        then relative to the repository root.
-
-    Returns
-    -------
-    AnnData with ``obs["condition"]`` (categorical ``["control", "stimulated"]``) and ``obs["cell_type"]``
-    (categorical), the file's other columns, embeddings and graphs, and ``uns["kang2018"]["file"]``.
-
-    Raises
-    ------
-    FileNotFoundError
-        When the file is not found; the message says where to put it.
-
-    Examples
-    --------
-    >>> from scgde.datasets import kang2018
-    >>> adata = kang2018()  # doctest: +SKIP
-    >>> adata.obs.groupby(["cell_type", "condition"], observed=True).size()  # doctest: +SKIP
+    The public loader is :func:`scgde.datasets.kang2018`, which finds or downloads the file.
     """
     import anndata
 
-    if path is None:
-        candidates = _kang_candidates()
-    else:
-        if not isinstance(path, str | Path):
-            raise ValueError(f"`path` must be a file or folder path (str or Path) or None; got {path!r}.")
-        path = Path(path).expanduser()
-        candidates = [path / _KANG_FILE if path.is_dir() else path]
-    file = next((c for c in candidates if c.is_file()), None)
-    if file is None:
-        looked = ", ".join(str(c.resolve()) for c in candidates)
-        raise FileNotFoundError(
-            f"Kang 2018 file not found (looked for {looked}). Put scGen's `valid.h5ad` (Kang et al. 2018, "
-            f"GEO GSE96583, distributed by theislab/scgen as data/valid.h5ad) at "
-            f"../shared/data/kang2018_ifnb/{_KANG_FILE} next to the repository, or pass its location as `path`."
-        )
     with warnings.catch_warnings():  # scGen's file predates the current h5ad encoding
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", PendingDeprecationWarning)

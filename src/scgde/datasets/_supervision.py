@@ -58,7 +58,7 @@ def synthetic_donors(
     Examples
     --------
     >>> adata = scgde.datasets.synthetic_donors(n_sets=10, set_size=50, seed=0)
-    >>> adata.obs.groupby("donor", observed=True)["label"].nunique().max()
+    >>> int(adata.obs.groupby("donor", observed=True)["label"].nunique().max())  # one label per donor
     1
     """
     for name, value in (("n_sets", n_sets), ("set_size", set_size), ("n_genes", n_genes), ("n_types", n_types)):

@@ -18,8 +18,15 @@ from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass
 from scvi.utils import setup_anndata_dsp
 
-from scgde.data import GeneOrder, RowFetcher, SetObsField, as_key_list, registered_sets, set_labels
-from scgde.data._fields import SetLabelsObsField
+from scgde.data import (
+    GeneOrder,
+    RowFetcher,
+    SetLabelsObsField,
+    SetObsField,
+    as_key_list,
+    registered_sets,
+    set_labels,
+)
 from scgde.module import GDEModule
 
 from ._embed import EmbeddingMixin
@@ -69,9 +76,11 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
         Hidden width of encoder and generator.
     output_support
         ``"auto"`` (default): if the data have no negative entries (e.g. log-normalised
-        expression), generated values are kept on their support: no negatives, and values below
-        half of a gene's smallest positive value become 0. ``"nonnegative"`` forces this,
-        ``"real"`` turns it off (scaled or PCA data).
+        expression), generated values are kept on their support: after training, a monotone
+        per-gene map fitted on the training sets sends generated values to the data's quantiles
+        (zeros and the spread of expressed values as in the data), and values below half of a
+        gene's smallest positive value become 0; no entry is negative. ``"nonnegative"`` forces
+        this, ``"real"`` turns it off (scaled or PCA data).
     **kwargs
         Passed to :class:`~scgde.module.GDEModule` (e.g. ``encoder_kwargs={"n_blocks": 4}``,
         ``generator_kwargs={"n_sample_steps": 64}``).
@@ -98,7 +107,7 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
         encoder: Encoder = "resnet",
         generator: Generator | None = None,
         likelihood: Likelihood | None = None,
-        n_hidden: int = 128,
+        n_hidden: int = 64,
         output_support: Support = "auto",
         **kwargs,
     ):

@@ -11,6 +11,8 @@ import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
+from scgde.data import registered_sets
+
 SetsOrEmbeddings = str | Sequence[str] | pd.DataFrame | np.ndarray
 
 
@@ -90,6 +92,34 @@ class GenerationMixin:
             obs[self._batch_key] = batch
         obs.index = obs.index.astype(str)
         return AnnData(x, obs=obs, var=pd.DataFrame(index=self.var_names))
+
+    @torch.inference_mode()
+    def _calibrate_marginals(self, max_cells: int = 10000, max_sets: int = 200) -> None:
+        """After training on non-negative data: match generated per-gene marginals to the data's.
+
+        Generated cells of up to ``max_sets`` training sets (``max_cells`` in all) are compared with
+        real cells of the same sets, and a monotone per-gene quantile map is stored in the module
+        (:meth:`~scgde.module.GDEModule.calibrate_marginals`): zeros and the spread of expressed
+        values then follow the data.
+        """
+        if self.module.likelihood == "nb" or not torch.isfinite(self.module.zero_floor).any():
+            return
+        index = registered_sets(self.adata_manager)
+        rng = np.random.default_rng(self._seed())
+        codes = np.flatnonzero(index.sizes > 0)
+        codes = np.sort(rng.choice(codes, size=min(max_sets, len(codes)), replace=False))
+        n = max(1, max_cells // len(codes))
+        rows = np.concatenate([rng.choice(index.members(c), size=min(n, index.sizes[c]), replace=False) for c in codes])
+        real = self._reader(self.adata).rows(np.sort(rows))
+        z = self._as_embeddings(list(index.names[codes])).to_numpy()
+        batch = None
+        if self._batch_key:  # each set generated in its most common batch
+            cell_batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
+            modes = [np.bincount(cell_batch[index.members(c)]).argmax() for c in codes]
+            batch = torch.as_tensor(np.repeat(np.asarray(modes)[:, None], n, axis=1))
+        self.module.eval()
+        raw = self.module.sample(torch.as_tensor(z, dtype=torch.float32), n, batch, project=False)
+        self.module.calibrate_marginals(raw.reshape(-1, raw.shape[-1]).cpu(), torch.as_tensor(real))
 
     def _check_depths(self, x: np.ndarray) -> None:
         """Warn when generated library sizes leave the training range (e.g. after a very short training)."""

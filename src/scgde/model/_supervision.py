@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from anndata import AnnData
 
-from scgde.data._fields import registered_set_labels
+from scgde.data import registered_set_labels
 
 
 def head_options(adata_manager) -> dict:

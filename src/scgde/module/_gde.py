@@ -15,6 +15,8 @@ from scgde.nn import ENCODERS, GENERATORS, build_encoder, build_generator
 from ._heads import HeadKind, SetLabelHead
 
 LIKELIHOODS = ("gaussian", "nb")
+#: quantile levels of the per-gene output calibration on non-negative data
+N_QUANTILES = 201
 
 
 def _accepted(cls: type, options: dict) -> dict:
@@ -87,6 +89,9 @@ class GDEModule(BaseModuleClass):
         self.register_buffer("feature_scale", torch.ones(n_input))
         # generated values below this floor are set to 0 (-inf: real-valued data, no projection)
         self.register_buffer("zero_floor", torch.full((n_input,), -math.inf))
+        # per-gene quantiles of generated and real values of the training sets (NaN: not calibrated)
+        self.register_buffer("generated_quantiles", torch.full((n_input, N_QUANTILES), math.nan))
+        self.register_buffer("data_quantiles", torch.full((n_input, N_QUANTILES), math.nan))
         # range of the training data's log library sizes (nb), for warnings about generated depths
         self.register_buffer("log_library_range", torch.tensor([-math.inf, math.inf]))
         self.label_head = None
@@ -108,6 +113,33 @@ class GDEModule(BaseModuleClass):
         """
         floor = 0.5 * torch.as_tensor(min_positive, dtype=torch.float32)
         self.zero_floor.copy_(torch.nan_to_num(floor, posinf=math.inf))
+
+    def calibrate_marginals(self, generated: Tensor, real: Tensor) -> None:
+        """Learn a monotone per-gene map from generated to real values of the same training sets.
+
+        A continuous generator smears each gene's point mass at 0 over a bump around it, which no
+        threshold can undo (the remaining values are too small). The map sends each generated value
+        to the real value at the same quantile of the pooled training sets (quantile mapping); it
+        keeps the order of generated values, so set-specific differences survive, and gives zeros and
+        the spread of non-zero values as in the data. ``generated`` and ``real`` are ``(n, G)``.
+        """
+        levels = torch.linspace(0, 1, N_QUANTILES)
+        self.generated_quantiles.copy_(torch.quantile(generated.float(), levels, dim=0).T)
+        self.data_quantiles.copy_(torch.quantile(real.float(), levels, dim=0).T)
+
+    def _map_marginals(self, y: Tensor) -> Tensor:
+        """Apply the map of :meth:`calibrate_marginals` (identity before calibration)."""
+        if torch.isnan(self.generated_quantiles).any():
+            return y
+        shape = y.shape
+        flat = y.reshape(-1, shape[-1]).T.contiguous()  # (G, N)
+        src, dst = self.generated_quantiles, self.data_quantiles
+        idx = torch.searchsorted(src, flat).clamp(1, src.shape[1] - 1)
+        lo, hi = src.gather(1, idx - 1), src.gather(1, idx)
+        w = ((flat - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+        out = dst.gather(1, idx - 1) + w * (dst.gather(1, idx) - dst.gather(1, idx - 1))
+        out = torch.where(flat > src[:, -1:], dst[:, -1:] + flat - src[:, -1:], out)  # beyond the top: shift
+        return out.T.reshape(shape)
 
     def set_library_prior(self, log_library: Tensor, batch: Tensor | None = None) -> None:
         """Start the count generator's library-size model at the data's log library sizes (per batch)."""
@@ -135,11 +167,14 @@ class GDEModule(BaseModuleClass):
         """What the generator models: standardised features, or raw counts."""
         return x if self.likelihood == "nb" else (x - self.feature_mean) / self.feature_scale
 
-    def generator_output(self, y: Tensor) -> Tensor:
-        """Map generated values back to the data scale (and onto the data's support)."""
+    def generator_output(self, y: Tensor, project: bool = True) -> Tensor:
+        """Map generated values back to the data scale (and, with ``project``, onto the data's support)."""
         if self.likelihood == "nb":
             return y
         y = y * self.feature_scale + self.feature_mean
+        if not project or not torch.isfinite(self.zero_floor).any():
+            return y
+        y = self._map_marginals(y)
         return torch.where(y < self.zero_floor, torch.zeros_like(y), y)
 
     def covariates(self, batch: Tensor | None) -> Tensor | None:
@@ -196,6 +231,6 @@ class GDEModule(BaseModuleClass):
 
     @torch.no_grad()
     @auto_move_data
-    def sample(self, z: Tensor, n: int, batch: Tensor | None = None, **kwargs) -> Tensor:
-        """Generate ``n`` cells per set vector, ``(B, n, G)`` on the data scale."""
-        return self.generator_output(self.generator.sample(z, n, self.covariates(batch), **kwargs))
+    def sample(self, z: Tensor, n: int, batch: Tensor | None = None, project: bool = True, **kwargs) -> Tensor:
+        """Generate ``n`` cells per set vector, ``(B, n, G)`` on the data scale (``project``: on its support)."""
+        return self.generator_output(self.generator.sample(z, n, self.covariates(batch), **kwargs), project)
