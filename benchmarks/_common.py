@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import io
 import logging
 import math
 import os
@@ -192,10 +191,7 @@ def fit(
 def embed(model, adata, chunk_size: int | None = None) -> np.ndarray:
     """Embeddings of every set of a synthetic AnnData from all its cells, in ``uns["synthetic"]["sets"]`` order."""
     names = list(adata.uns["synthetic"]["sets"])
-    # the encoder's progress bar goes to stdout; keep the printed tables clean
-    with contextlib.redirect_stdout(io.StringIO()):
-        frame = model.get_set_representation(adata, sets=names, chunk_size=chunk_size)
-    return frame.to_numpy()
+    return model.get_set_representation(adata, sets=names, chunk_size=chunk_size, progress_bar=False).to_numpy()
 
 
 def upper(mat: np.ndarray) -> np.ndarray:
