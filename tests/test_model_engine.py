@@ -168,17 +168,19 @@ def test_generated_log_expression_stays_on_the_data_support():
     x = adata.X.toarray()
     floor = np.where(x > 0, x, np.inf).min(0) / 2
     assert not ((gen > 0) & (gen < floor)).any()
-    # generated zero fractions follow the training sets' own (the threshold is calibrated after training)
+    # generated zero fractions follow the data's at the generated means (curves fitted after training)
     sparse = _counts(n_genes=200, seed=1)
     thinned = np.random.default_rng(1).binomial(sparse.X.toarray().astype(int), 0.02)  # mostly zeros
     sparse.X = sp.csr_matrix(np.log1p(thinned).astype(np.float32))
     GDE.setup_anndata(sparse, set_key="set")
     model = GDE(sparse, n_latent=4, n_hidden=16)
-    model.train(max_epochs=1, batches_per_epoch=2, sets_per_batch=4, cells_per_set=16, **FAST)
+    model.train(max_epochs=5, batches_per_epoch=10, sets_per_batch=4, cells_per_set=16, **FAST)
     gen = np.asarray(model.generate([f"s{i}" for i in range(8)], n_cells=100).X)
     real_zeros, gen_zeros = (sparse.X.toarray() == 0).mean(0), (gen == 0).mean(0)
     assert real_zeros.mean() > 0.3
-    assert np.median(np.abs(gen_zeros - real_zeros)) < 0.04  # 0.095 with the support floor alone
+    assert np.median(np.abs(gen_zeros - real_zeros)) < 0.04  # 0.032 here; 0.095 with the support floor alone
+    few = np.asarray(model.generate(["s0"], n_cells=3).X)  # small requests are projected from a larger draw
+    assert few.shape == (3, 200) and (few >= 0).all()
     x = sparse.X.toarray()
     ratio = gen.var(0)[x.var(0) > 0] / x.var(0)[x.var(0) > 0]
     assert 0.67 < np.median(ratio) < 1.5  # expressed values keep the data's spread

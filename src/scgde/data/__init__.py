@@ -10,11 +10,12 @@ from ._samplers import (
     KernelSampler,
     SetBatch,
     SetSampler,
+    WindowSampler,
     make_sampler,
     prescribed_mixture,
 )
 from ._sets import SET_NAME_SEP, SetIndex, as_key_list, set_labels, split_sets
-from ._stream import GeneOrder, SetChunks, default_chunk_size
+from ._stream import GeneOrder, SetChunks, default_chunk_size, pca_coordinates
 
 __all__ = [
     "SET_KEY",
@@ -34,9 +35,11 @@ __all__ = [
     "SetObsField",
     "SetIndex",
     "SetSampler",
+    "WindowSampler",
     "as_key_list",
     "default_chunk_size",
     "make_sampler",
+    "pca_coordinates",
     "prescribed_mixture",
     "registered_set_labels",
     "registered_sets",

@@ -167,7 +167,7 @@ class SetDataSplitter(SetDataModule):
         Unused; accepted for scvi-tools.
     cells_per_set
         Cells drawn per set ``m``.
-    mixer, kernel
+    mixer, kernel, window
         Training-set sampler options (see :func:`scgde.data.make_sampler`). ``kernel="auto"``: kernel
         neighbourhoods within each set, in the principal components of the data, when there are fewer
         than ``AUTO_KERNEL_SETS`` training sets and no mixer (few groups give the generator too few
@@ -193,6 +193,7 @@ class SetDataSplitter(SetDataModule):
         cells_per_set: int = 64,
         mixer: str | dict | None = None,
         kernel: dict | Literal["auto"] | None = None,
+        window: int | None = None,
         min_set_size: int = 1,
         batches_per_epoch: int = 10,
         seed: int = 0,
@@ -226,23 +227,24 @@ class SetDataSplitter(SetDataModule):
         if REGISTRY_KEYS.BATCH_KEY in registry:
             batch_codes = np.asarray(adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
 
-        fetcher = RowFetcher(adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), _matrix_name(adata_manager))
+        fetcher = self.make_fetcher(adata_manager)
         labels = registered_set_labels(adata_manager)
         if kernel == "auto":
             kernel = None
             # a label head learns from whole labelled sets, so "auto" keeps whole sets then
-            if mixer is None and labels is None and len(train_sets) < AUTO_KERNEL_SETS:
-                kernel = {"coords": pca_coordinates(fetcher, seed=seed), "n_neighbors": AUTO_KERNEL_NEIGHBORS}
+            if mixer is None and window is None and labels is None and len(train_sets) < AUTO_KERNEL_SETS:
+                coords = self.kernel_coordinates(fetcher, seed)
+                kernel = None if coords is None else {"coords": coords, "n_neighbors": AUTO_KERNEL_NEIGHBORS}
         self.kernel = kernel
-        # kernel neighbourhoods are parts of sets, not labelled sets
+        # kernel neighbourhoods and windows are not the labelled sets themselves
         set_label_values = None
         if labels is not None:
             set_label_values = np.asarray(labels["set_values"], dtype=np.float32)
-            if kernel is not None:
+            if kernel is not None or window is not None:
                 set_label_values = np.full_like(set_label_values, np.nan)
 
         def sampler(sets):
-            return make_sampler(index, sets, cells_per_set, mixer, kernel, adata.obsm)
+            return make_sampler(index, sets, cells_per_set, mixer, kernel, adata.obsm, window)
 
         super().__init__(
             fetcher,
@@ -257,6 +259,16 @@ class SetDataSplitter(SetDataModule):
             seed=seed,
             set_label_values=set_label_values,
         )
+
+    @staticmethod
+    def make_fetcher(adata_manager) -> RowFetcher:
+        """Reader of the training elements: the registered matrix (subclasses read other elements)."""
+        return RowFetcher(adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), _matrix_name(adata_manager))
+
+    @staticmethod
+    def kernel_coordinates(fetcher, seed: int) -> np.ndarray | None:
+        """Coordinates of ``kernel="auto"`` neighbourhoods (``None``: whole sets): principal components."""
+        return pca_coordinates(fetcher, seed=seed)
 
 
 def _matrix_name(adata_manager) -> str:

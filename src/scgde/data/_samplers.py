@@ -213,6 +213,51 @@ class KernelSampler:
         return SetBatch(cells=np.stack([self._draw(c, rng) for c in codes]), sets=np.asarray(codes))
 
 
+class WindowSampler:
+    """Sets as windows of neighbouring ordered sets: the quantile-window prior of the paper's promoter task.
+
+    The sets are bins along an ordered axis (expression quantiles, time points, doses), in their
+    registered order. Each draw picks a centre bin and samples ``cells_per_set`` elements uniformly
+    from the bins within ``width`` positions of it, so neighbouring windows overlap and the model
+    sees a continuum of distributions along the axis.
+
+    Parameters
+    ----------
+    index
+        The grouping; bins are its sets, ordered by code.
+    cells_per_set
+        Elements per drawn window.
+    width
+        Bins on each side of the centre (``0``: the centre bin alone).
+    sets
+        Codes of the bins that may be centres and members (default: all).
+    """
+
+    def __init__(self, index: SetIndex, cells_per_set: int, width: int = 1, sets: np.ndarray | None = None):
+        if cells_per_set < 1:
+            raise ValueError(f"cells_per_set must be >= 1, got {cells_per_set}.")
+        if width < 0:
+            raise ValueError(f"window width must be >= 0, got {width}.")
+        self.index, self.cells_per_set, self.width = index, int(cells_per_set), int(width)
+        self.sets = np.sort(np.arange(index.n_sets) if sets is None else np.asarray(sets))
+        if len(self.sets) == 0:
+            raise ValueError("No sets to sample from.")
+
+    def members(self, code: int) -> np.ndarray:
+        """Elements of the window centred on bin ``code`` (its neighbours among the allowed bins)."""
+        pos = np.searchsorted(self.sets, code)
+        lo, hi = max(0, pos - self.width), min(len(self.sets), pos + self.width + 1)
+        return np.concatenate([self.index.members(c) for c in self.sets[lo:hi]])
+
+    def sample(self, n_sets: int, rng: np.random.Generator) -> SetBatch:
+        return self.sample_sets(rng.choice(self.sets, size=n_sets, replace=n_sets > len(self.sets)), rng)
+
+    def sample_sets(self, codes: np.ndarray, rng: np.random.Generator) -> SetBatch:
+        """One window centred on each bin of ``codes``."""
+        cells = np.stack([_draw_members(self.members(c), self.cells_per_set, rng) for c in codes])
+        return SetBatch(cells=cells, sets=np.asarray(codes))
+
+
 def prescribed_mixture(
     index: SetIndex, sources: np.ndarray, weights: np.ndarray, cells_per_set: int, rng: np.random.Generator
 ) -> SetBatch:
@@ -237,6 +282,7 @@ def make_sampler(
     mixer: str | dict | None = None,
     kernel: dict | None = None,
     obsm: dict | None = None,
+    window: int | None = None,
 ) -> SetSampler:
     """The training-set sampler for the ``mixer=`` / ``kernel=`` options of ``GDE.train``.
 
@@ -252,9 +298,13 @@ def make_sampler(
         ``"coords"``, an ``(n_obs, d)`` array.
     obsm
         The AnnData's ``obsm`` mapping (for ``kernel``).
+    window
+        Width of :class:`WindowSampler` windows over the ordered sets (``None``: no windows).
     """
-    if mixer is not None and kernel is not None:
-        raise ValueError("Pass either mixer= or kernel=, not both.")
+    if sum(option is not None for option in (mixer, kernel, window)) > 1:
+        raise ValueError("Pass at most one of mixer=, kernel= and window=.")
+    if window is not None:
+        return WindowSampler(index, cells_per_set, window, sets)
     if kernel is not None:
         options = dict(kernel)
         key = options.pop("obsm", None)

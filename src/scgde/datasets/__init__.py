@@ -4,18 +4,22 @@ from ._digits import digits_mixtures, digits_split_indices
 from ._downloads import ChecksumError, kang2018, norman2019, replogle2022_k562_essential, weinreb2020
 from ._pbmc import pbmc_composition_sets
 from ._perturbation import synthetic_perturbseq, synthetic_perturbseq_truth
+from ._sequences import dna_patterns, dna_simplex_sources, synthetic_dna_simplex
 from ._supervision import synthetic_donors
 from ._synthetic import simplex_grid, synthetic_gmm, synthetic_multinomial, synthetic_mvn, synthetic_poisson
 
 __all__ = [
     "ChecksumError",
     "digits_mixtures",
+    "dna_patterns",
+    "dna_simplex_sources",
     "digits_split_indices",
     "kang2018",
     "norman2019",
     "pbmc_composition_sets",
     "replogle2022_k562_essential",
     "simplex_grid",
+    "synthetic_dna_simplex",
     "synthetic_donors",
     "synthetic_gmm",
     "synthetic_multinomial",

@@ -10,12 +10,32 @@ import torch
 from anndata import AnnData
 from scipy.spatial.distance import cdist
 
-from scgde.data import SetChunks, SetIndex, default_chunk_size
+from scgde.data import SetChunks, SetIndex, as_key_list, default_chunk_size, registered_sets, set_labels
 from scgde.nn import encode_stream
 
 
 class EmbeddingMixin:
     """``get_set_representation``, ``get_latent_representation`` and ``set_distances``."""
+
+    @property
+    def _setup_args(self) -> dict:
+        return self.adata_manager.registry["setup_args"]
+
+    @property
+    def set_key(self) -> list[str]:
+        """The ``obs`` column(s) whose values define the registered sets."""
+        return as_key_list(self._setup_args["set_key"])
+
+    def _set_codes(self, adata: AnnData, set_key: str | Sequence[str] | None) -> tuple[np.ndarray, pd.Index]:
+        """Set code of every element of ``adata`` and the set names (registered sets, or ``set_key``'s)."""
+        if adata is self.adata and set_key is None:
+            index = registered_sets(self.adata_manager)
+            return index.codes, index.names
+        return set_labels(adata.obs, set_key or self.set_key)
+
+    def _default_chunk_size(self, reader) -> int:
+        """Elements per chunk when streaming (about 4M matrix entries)."""
+        return default_chunk_size(reader.shape[1])
 
     def _encode(self, reader, codes, n_sets, chunk_size, progress_bar, weights=None, description="Encoding sets"):
         chunks = SetChunks(
@@ -43,7 +63,7 @@ class EmbeddingMixin:
             remap[wanted] = np.arange(len(wanted))
             codes, names = remap[codes], pd.Index(sets, name=names.name)
         if chunk_size is None:
-            chunk_size = default_chunk_size(reader.shape[1])
+            chunk_size = self._default_chunk_size(reader)
         elif chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size} must be a positive number of cells.")
         return reader, codes, names, chunk_size

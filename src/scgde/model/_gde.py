@@ -24,7 +24,6 @@ from scgde.data import (
     SetLabelsObsField,
     SetObsField,
     as_key_list,
-    registered_sets,
     set_labels,
 )
 from scgde.module import GDEModule
@@ -76,11 +75,11 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
         Hidden width of encoder and generator.
     output_support
         ``"auto"`` (default): if the data have no negative entries (e.g. log-normalised
-        expression), generated values are kept on their support: after training, a monotone
-        per-gene map fitted on the training sets sends generated values to the data's quantiles
-        (zeros and the spread of expressed values as in the data), and values below half of a
-        gene's smallest positive value become 0; no entry is negative. ``"nonnegative"`` forces
-        this, ``"real"`` turns it off (scaled or PCA data).
+        expression), generated sets are kept on their support: per set and gene, the zero
+        fraction is the data's at the generated mean (learned after training from neighbourhoods
+        of real cells) and the other cells keep the set's generated mean and spread, at least
+        the gene's smallest positive value; no entry is negative (see ``docs/design.md``).
+        ``"nonnegative"`` forces this, ``"real"`` turns it off (scaled or PCA data).
     **kwargs
         Passed to :class:`~scgde.module.GDEModule` (e.g. ``encoder_kwargs={"n_blocks": 4}``,
         ``generator_kwargs={"n_sample_steps": 64}``).
@@ -265,15 +264,6 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
 
     # ------------------------------------------------------------------ helpers
     @property
-    def _setup_args(self) -> dict:
-        return self.adata_manager.registry["setup_args"]
-
-    @property
-    def set_key(self) -> list[str]:
-        """The ``obs`` column(s) whose values define the registered sets."""
-        return as_key_list(self._setup_args["set_key"])
-
-    @property
     def _batch_key(self) -> str | None:
         return self._setup_args.get("batch_key")
 
@@ -306,13 +296,6 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
         if self.module.likelihood == "nb" and adata is not self.adata:
             fetcher.check_counts()
         return GeneOrder(fetcher, columns)
-
-    def _set_codes(self, adata: AnnData, set_key: str | Sequence[str] | None) -> tuple[np.ndarray, pd.Index]:
-        """Set code of every cell of ``adata`` and the set names (registered sets, or ``set_key``'s)."""
-        if adata is self.adata and set_key is None:
-            index = registered_sets(self.adata_manager)
-            return index.codes, index.names
-        return set_labels(adata.obs, set_key or self.set_key)
 
     def _log_library(self, fetcher: RowFetcher, chunk_size: int = 8192) -> tuple[np.ndarray, np.ndarray | None]:
         """Log library size of every cell (streamed) and the batch codes, for the count generator."""

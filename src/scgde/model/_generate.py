@@ -11,7 +11,8 @@ import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
-from scgde.data import registered_sets
+from scgde.data import pca_coordinates, registered_sets
+from scgde.module import N_CURVE
 
 SetsOrEmbeddings = str | Sequence[str] | pd.DataFrame | np.ndarray
 
@@ -64,7 +65,8 @@ class GenerationMixin:
             Bound on cells generated per network call (memory).
         **sample_kwargs
             Generator options, e.g. ``guidance`` (ddpm, flow), ``n_steps`` (flow), ``noise=False``
-            (cvae: likelihood means).
+            (cvae: likelihood means), ``project=False`` (non-negative data: the generator's raw
+            values, without putting each set on the data's support; they may be negative).
 
         Returns
         -------
@@ -94,32 +96,41 @@ class GenerationMixin:
         return AnnData(x, obs=obs, var=pd.DataFrame(index=self.var_names))
 
     @torch.inference_mode()
-    def _calibrate_marginals(self, max_cells: int = 10000, max_sets: int = 200) -> None:
-        """After training on non-negative data: match generated per-gene marginals to the data's.
+    def _calibrate_support(self, n_neighbourhoods: int = 400, n_neighbors: int = 100) -> None:
+        """After training on non-negative data: learn how often each gene is 0 in a set of a given mean.
 
-        Generated cells of up to ``max_sets`` training sets (``max_cells`` in all) are compared with
-        real cells of the same sets, and a monotone per-gene quantile map is stored in the module
-        (:meth:`~scgde.module.GDEModule.calibrate_marginals`): zeros and the spread of expressed
-        values then follow the data.
+        Real local distributions, ``n_neighbourhoods`` neighbourhoods of ``n_neighbors`` cells in the
+        principal components of the training data plus the training sets themselves, give each
+        gene's zero fraction against its mean; a decreasing isotonic fit per gene (through "mean 0,
+        all zeros") is stored in the module (:meth:`~scgde.module.GDEModule.set_zero_curves`) and
+        used by :meth:`generate` to give generated sets the data's zeros (see
+        :meth:`~scgde.module.GDEModule.project_support`).
         """
-        if self.module.likelihood == "nb" or not torch.isfinite(self.module.zero_floor).any():
+        if not self.module.projects_support:
             return
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.neighbors import NearestNeighbors
+
+        fetcher = self._fetcher(self.adata)
         index = registered_sets(self.adata_manager)
         rng = np.random.default_rng(self._seed())
-        codes = np.flatnonzero(index.sizes > 0)
-        codes = np.sort(rng.choice(codes, size=min(max_sets, len(codes)), replace=False))
-        n = max(1, max_cells // len(codes))
-        rows = np.concatenate([rng.choice(index.members(c), size=min(n, index.sizes[c]), replace=False) for c in codes])
-        real = self._reader(self.adata).rows(np.sort(rows))
-        z = self._as_embeddings(list(index.names[codes])).to_numpy()
-        batch = None
-        if self._batch_key:  # each set generated in its most common batch
-            cell_batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
-            modes = [np.bincount(cell_batch[index.members(c)]).argmax() for c in codes]
-            batch = torch.as_tensor(np.repeat(np.asarray(modes)[:, None], n, axis=1))
-        self.module.eval()
-        raw = self.module.sample(torch.as_tensor(z, dtype=torch.float32), n, batch, project=False)
-        self.module.calibrate_marginals(raw.reshape(-1, raw.shape[-1]).cpu(), torch.as_tensor(real))
+        rows = np.flatnonzero(index.codes >= 0)
+        coords = pca_coordinates(fetcher, seed=self._seed())[rows]
+        centres = rng.choice(len(rows), size=min(n_neighbourhoods, len(rows)), replace=False)
+        knn = NearestNeighbors(n_neighbors=min(n_neighbors, len(rows))).fit(coords)
+        groups = [rows[nbrs] for nbrs in knn.kneighbors(coords[centres], return_distance=False)]
+        groups += [
+            rng.choice(m, size=min(len(m), 2000), replace=False) for m in map(index.members, range(index.n_sets))
+        ]
+        stats = [fetcher.rows(np.sort(g)) for g in groups if len(g)]
+        means = np.stack([x.mean(0) for x in stats])
+        zeros = np.stack([(x == 0).mean(0) for x in stats])
+        grid = np.linspace(0.0, 2.0 * float(means.max()) + 1e-6, N_CURVE)
+        curves = np.empty((means.shape[1], N_CURVE))
+        fit = IsotonicRegression(increasing=False, y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        for g in range(means.shape[1]):
+            curves[g] = fit.fit(np.r_[0.0, means[:, g]], np.r_[1.0, zeros[:, g]]).predict(grid)
+        self.module.set_zero_curves(torch.as_tensor(grid), torch.as_tensor(curves))
 
     def _check_depths(self, x: np.ndarray) -> None:
         """Warn when generated library sizes leave the training range (e.g. after a very short training)."""
@@ -157,14 +168,25 @@ class GenerationMixin:
         -------
         AnnData of generated cells with ``obs["t"]`` (position on the line) and ``obs["set"]``.
         """
+        line = self._latent_line(set_a, set_b, n_steps)
+        out = self.generate(line, n_cells=n_cells, **generate_kwargs)
+        return self._mark_line(out, line, set_a, set_b, n_cells)
+
+    def _latent_line(self, set_a, set_b, n_steps: int) -> pd.DataFrame:
+        """``n_steps`` embeddings on the segment between two sets or embeddings, index ``"t=..."``."""
         if n_steps < 2:
             raise ValueError(f"n_steps must be >= 2, got {n_steps}.")
         ends = [self._as_embeddings(s if not isinstance(s, str) else [s]).to_numpy()[0] for s in (set_a, set_b)]
         ts = np.linspace(0.0, 1.0, n_steps)
         z = np.stack([(1 - t) * ends[0] + t * ends[1] for t in ts]).astype(np.float32)
-        names = [f"t={t:.3g}" for t in ts]
-        out = self.generate(pd.DataFrame(z, index=names), n_cells=n_cells, **generate_kwargs)
-        out.obs["t"] = np.repeat(ts, n_cells)
+        line = pd.DataFrame(z, index=[f"t={t:.3g}" for t in ts])
+        line.attrs["t"] = ts
+        return line
+
+    @staticmethod
+    def _mark_line(out: AnnData, line: pd.DataFrame, set_a, set_b, n_per_point: int) -> AnnData:
+        """Record each generated element's position on the line and the line's ends."""
+        out.obs["t"] = np.repeat(line.attrs["t"], n_per_point)
         out.uns["interpolation"] = {
             "from": str(set_a) if isinstance(set_a, str) else "embedding",
             "to": str(set_b) if isinstance(set_b, str) else "embedding",

@@ -21,20 +21,20 @@ def head_options(adata_manager) -> dict:
     return {"n_set_labels": max(1, len(state["categories"])), "set_label_kind": state["kind"]}
 
 
-def check_label_training(label_weight: float, plan_kwargs: dict, mixer, kernel, adata_manager) -> None:
-    """Validate the loss weights, and warn when no labelled set will be drawn."""
+def check_label_training(label_weight: float, plan_kwargs: dict, adata_manager, **samplers) -> None:
+    """Validate the loss weights, and warn when no labelled set will be drawn (``samplers``: mixer=, kernel=, window=)."""
     generator_weight = plan_kwargs.get("generator_weight", 1.0)
     for name, value in (("label_weight", label_weight), ("generator_weight", generator_weight)):
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
     if label_weight == 0 and generator_weight == 0:
         raise ValueError("label_weight=0 and generator_weight=0 leave nothing to train; make one of them positive.")
-    if label_weight > 0 and (mixer is not None or isinstance(kernel, dict)):
-        what = "mixer" if mixer is not None else "kernel"
+    active = {k: v for k, v in samplers.items() if v is not None and not (k == "kernel" and v == "auto")}
+    if label_weight > 0 and active:
+        what, value = next(iter(active.items()))
         warnings.warn(
-            f"With {what}={mixer if mixer is not None else kernel!r} the training sets are mixtures or "
-            "neighbourhoods, which carry no set label: the label head is not trained. Pass "
-            f"{what}=None to train it.",
+            f"With {what}={value!r} the training sets are mixtures, neighbourhoods or windows, which carry no "
+            f"set label: the label head is not trained. Pass {what}=None to train it.",
             UserWarning,
             stacklevel=3,
         )

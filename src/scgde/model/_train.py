@@ -30,6 +30,11 @@ class TrainMixin(UnsupervisedTrainingMixin):
 
     _data_splitter_cls = SetDataSplitter
 
+    @staticmethod
+    def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int) -> int:
+        """Optimiser steps of ``train()`` without ``max_epochs`` (see :func:`default_steps`)."""
+        return default_steps(n_train_cells, sets_per_batch, cells_per_set)
+
     def train(
         self,
         max_epochs: int | None = None,
@@ -37,6 +42,7 @@ class TrainMixin(UnsupervisedTrainingMixin):
         cells_per_set: int = 100,
         mixer: str | dict | None = None,
         kernel: dict | Literal["auto"] | None = "auto",
+        window: int | None = None,
         min_set_size: int = 1,
         train_size: float = 0.9,
         batches_per_epoch: int | None = None,
@@ -81,6 +87,11 @@ class TrainMixin(UnsupervisedTrainingMixin):
             neighbourhoods of 100 cells within each set, in 30 principal components of the data,
             when there are fewer than 50 training sets and no ``mixer``; whole sets otherwise.
             ``None``: always whole sets.
+        window
+            Train on windows of neighbouring sets instead of single sets: the sets are bins of an
+            ordered axis in their registered order (e.g. from :func:`scgde.pp.quantile_bins`), and
+            each training set draws its elements from a centre bin and the ``window`` bins on each
+            side (the paper's quantile-window prior; see :class:`~scgde.data.WindowSampler`).
         min_set_size
             Sets with fewer cells are skipped (with a warning that counts them).
         train_size
@@ -122,13 +133,14 @@ class TrainMixin(UnsupervisedTrainingMixin):
         if batches_per_epoch is None:
             batches_per_epoch = max(10, math.ceil(n_train_cells / (sets_per_batch * cells_per_set)))
         if max_epochs is None:
-            steps = default_steps(n_train_cells, sets_per_batch, cells_per_set)
+            steps = self._default_steps(n_train_cells, sets_per_batch, cells_per_set)
             max_epochs = max(1, math.ceil(steps / batches_per_epoch))
         seed = settings.seed if settings.seed is not None else 0
         datasplitter_kwargs = {
             "cells_per_set": cells_per_set,
             "mixer": mixer,
             "kernel": kernel,
+            "window": window,
             "min_set_size": min_set_size,
             "batches_per_epoch": batches_per_epoch,
             "seed": int(seed),
@@ -137,7 +149,9 @@ class TrainMixin(UnsupervisedTrainingMixin):
             raise ValueError("early_stopping needs validation sets: use train_size < 1.")
         plan_kwargs = {"lr": lr, "lr_schedule": lr_schedule, "eps": 1e-8, "weight_decay": 0.0, **(plan_kwargs or {})}
         if getattr(self.module, "label_head", None) is not None:
-            check_label_training(label_weight, plan_kwargs, mixer, kernel, self.adata_manager)
+            check_label_training(
+                label_weight, plan_kwargs, self.adata_manager, mixer=mixer, kernel=kernel, window=window
+            )
             plan_kwargs["label_weight"] = float(label_weight)
         if train_size < 1.0:
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
@@ -157,5 +171,5 @@ class TrainMixin(UnsupervisedTrainingMixin):
         )
         self.module.eval()
         self.train_sets_, self.validation_sets_ = self.train_indices_, self.validation_indices_
-        self._calibrate_marginals()  # generated zeros and spreads follow the data (non-negative data only)
+        self._calibrate_support()  # generated zeros follow the data's (non-negative data only)
         return out

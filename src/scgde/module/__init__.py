@@ -1,6 +1,6 @@
 """scvi-tools modules (torch) wrapping the :mod:`scgde.nn` building blocks."""
 
-from ._gde import LIKELIHOODS, GDEModule
+from ._gde import LIKELIHOODS, N_CURVE, GDEModule
 from ._heads import SetLabelHead
 
-__all__ = ["LIKELIHOODS", "GDEModule", "SetLabelHead"]
+__all__ = ["LIKELIHOODS", "N_CURVE", "GDEModule", "SetLabelHead"]

@@ -15,8 +15,10 @@ from scgde.nn import ENCODERS, GENERATORS, build_encoder, build_generator
 from ._heads import HeadKind, SetLabelHead
 
 LIKELIHOODS = ("gaussian", "nb")
-#: quantile levels of the per-gene output calibration on non-negative data
-N_QUANTILES = 201
+#: points of each gene's curve "zero fraction of a set given its mean" (non-negative data)
+N_CURVE = 129
+#: generated sets are projected onto the data's support using at least this many cells per set vector
+MIN_PROJECTION_CELLS = 200
 
 
 def _accepted(cls: type, options: dict) -> dict:
@@ -89,9 +91,9 @@ class GDEModule(BaseModuleClass):
         self.register_buffer("feature_scale", torch.ones(n_input))
         # generated values below this floor are set to 0 (-inf: real-valued data, no projection)
         self.register_buffer("zero_floor", torch.full((n_input,), -math.inf))
-        # per-gene quantiles of generated and real values of the training sets (NaN: not calibrated)
-        self.register_buffer("generated_quantiles", torch.full((n_input, N_QUANTILES), math.nan))
-        self.register_buffer("data_quantiles", torch.full((n_input, N_QUANTILES), math.nan))
+        # each gene's zero fraction of real sets as a function of their mean, on a grid of means (NaN: none)
+        self.register_buffer("curve_means", torch.full((N_CURVE,), math.nan))
+        self.register_buffer("zero_curves", torch.full((n_input, N_CURVE), math.nan))
         # range of the training data's log library sizes (nb), for warnings about generated depths
         self.register_buffer("log_library_range", torch.tensor([-math.inf, math.inf]))
         self.label_head = None
@@ -114,32 +116,55 @@ class GDEModule(BaseModuleClass):
         floor = 0.5 * torch.as_tensor(min_positive, dtype=torch.float32)
         self.zero_floor.copy_(torch.nan_to_num(floor, posinf=math.inf))
 
-    def calibrate_marginals(self, generated: Tensor, real: Tensor) -> None:
-        """Learn a monotone per-gene map from generated to real values of the same training sets.
+    def set_zero_curves(self, means: Tensor, zero_fractions: Tensor) -> None:
+        """Store each gene's zero fraction of real sets as a function of their mean.
 
-        A continuous generator smears each gene's point mass at 0 over a bump around it, which no
-        threshold can undo (the remaining values are too small). The map sends each generated value
-        to the real value at the same quantile of the pooled training sets (quantile mapping); it
-        keeps the order of generated values, so set-specific differences survive, and gives zeros and
-        the spread of non-zero values as in the data. ``generated`` and ``real`` are ``(n, G)``.
+        ``means`` ``(N_CURVE,)`` is an increasing grid of set means and ``zero_fractions``
+        ``(G, N_CURVE)`` the fraction of zeros of a set with that mean (e.g. isotonic fits over
+        neighbourhoods of real cells). :meth:`project_support` uses them.
         """
-        levels = torch.linspace(0, 1, N_QUANTILES)
-        self.generated_quantiles.copy_(torch.quantile(generated.float(), levels, dim=0).T)
-        self.data_quantiles.copy_(torch.quantile(real.float(), levels, dim=0).T)
+        self.curve_means.copy_(torch.as_tensor(means, dtype=torch.float32))
+        self.zero_curves.copy_(torch.as_tensor(zero_fractions, dtype=torch.float32))
 
-    def _map_marginals(self, y: Tensor) -> Tensor:
-        """Apply the map of :meth:`calibrate_marginals` (identity before calibration)."""
-        if torch.isnan(self.generated_quantiles).any():
-            return y
-        shape = y.shape
-        flat = y.reshape(-1, shape[-1]).T.contiguous()  # (G, N)
-        src, dst = self.generated_quantiles, self.data_quantiles
-        idx = torch.searchsorted(src, flat).clamp(1, src.shape[1] - 1)
-        lo, hi = src.gather(1, idx - 1), src.gather(1, idx)
-        w = ((flat - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
-        out = dst.gather(1, idx - 1) + w * (dst.gather(1, idx) - dst.gather(1, idx - 1))
-        out = torch.where(flat > src[:, -1:], dst[:, -1:] + flat - src[:, -1:], out)  # beyond the top: shift
-        return out.T.reshape(shape)
+    def _zero_fraction(self, mean: Tensor) -> Tensor:
+        """Interpolated zero fraction ``(B, G)`` of sets with per-gene means ``mean (B, G)``."""
+        grid, curves = self.curve_means, self.zero_curves
+        idx = torch.searchsorted(grid, mean.contiguous()).clamp(1, len(grid) - 1)
+        lo, hi = grid[idx - 1], grid[idx]
+        w = ((mean - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+        rows = torch.arange(curves.shape[0], device=mean.device).expand_as(idx)
+        return curves[rows, idx - 1] + w * (curves[rows, idx] - curves[rows, idx - 1])
+
+    def project_support(self, y: Tensor) -> Tensor:
+        """Put generated sets ``y (B, n, G)`` (data scale) on the support of non-negative data.
+
+        A continuous generator learns each gene's mean and spread within a set but smears the
+        point mass at 0. Per set and gene, the lowest-ranked cells are set to 0 so that the zero
+        fraction is the real data's at the generated mean (:meth:`set_zero_curves`; without
+        curves, values below the support floor are zeroed), and the other cells get the mean and
+        spread that keep the set's generated mean and variance, floored at the gene's smallest
+        positive value. Cell ranks are kept, so differences between sets and the ordering of
+        cells survive; no entry is negative.
+        """
+        positive = 2 * self.zero_floor  # the gene's smallest positive value (inf: never positive)
+        if torch.isnan(self.zero_curves).any():
+            return torch.where(y < self.zero_floor, torch.zeros_like(y), y)
+        n = y.shape[1]
+        mean, var = y.mean(1).clamp_min(0), y.var(1, unbiased=False)
+        n_zero = torch.floor(self._zero_fraction(mean) * n + 0.5)
+        n_zero = torch.where((mean <= 0) | ~torch.isfinite(positive), torch.full_like(n_zero, n), n_zero)
+        ranks = y.argsort(1).argsort(1)
+        keep = ranks >= n_zero[:, None, :]
+        kept = (n - n_zero).clamp_min(1)
+        q = kept / n
+        # moments of the kept cells that give the set its generated mean and variance
+        m1 = mean / q
+        v1 = ((var + mean**2) / q - m1**2).clamp_min(0)
+        r_mean = (y * keep).sum(1) / kept
+        r_std = (((y - r_mean[:, None]) ** 2 * keep).sum(1) / kept).sqrt()
+        out = m1[:, None] + v1.sqrt()[:, None] * (y - r_mean[:, None]) / r_std[:, None].clamp_min(1e-8)
+        out = torch.maximum(out, torch.where(torch.isfinite(positive), positive, torch.zeros_like(positive)))
+        return torch.where(keep, out, torch.zeros_like(out))
 
     def set_library_prior(self, log_library: Tensor, batch: Tensor | None = None) -> None:
         """Start the count generator's library-size model at the data's log library sizes (per batch)."""
@@ -167,15 +192,16 @@ class GDEModule(BaseModuleClass):
         """What the generator models: standardised features, or raw counts."""
         return x if self.likelihood == "nb" else (x - self.feature_mean) / self.feature_scale
 
-    def generator_output(self, y: Tensor, project: bool = True) -> Tensor:
-        """Map generated values back to the data scale (and, with ``project``, onto the data's support)."""
+    def generator_output(self, y: Tensor) -> Tensor:
+        """Map generated values back to the data scale."""
         if self.likelihood == "nb":
             return y
-        y = y * self.feature_scale + self.feature_mean
-        if not project or not torch.isfinite(self.zero_floor).any():
-            return y
-        y = self._map_marginals(y)
-        return torch.where(y < self.zero_floor, torch.zeros_like(y), y)
+        return y * self.feature_scale + self.feature_mean
+
+    @property
+    def projects_support(self) -> bool:
+        """Whether generated sets are put on the support of non-negative data."""
+        return self.likelihood != "nb" and bool(torch.isfinite(self.zero_floor).any())
 
     def covariates(self, batch: Tensor | None) -> Tensor | None:
         """One-hot batch covariates ``(B, m, n_batch)`` or ``None``."""
@@ -232,5 +258,15 @@ class GDEModule(BaseModuleClass):
     @torch.no_grad()
     @auto_move_data
     def sample(self, z: Tensor, n: int, batch: Tensor | None = None, project: bool = True, **kwargs) -> Tensor:
-        """Generate ``n`` cells per set vector, ``(B, n, G)`` on the data scale (``project``: on its support)."""
-        return self.generator_output(self.generator.sample(z, n, self.covariates(batch), **kwargs), project)
+        """Generate ``n`` cells per set vector, ``(B, n, G)`` on the data scale.
+
+        With ``project`` (and non-negative data), each set is put on the data's support by
+        :meth:`project_support`, from at least ``MIN_PROJECTION_CELLS`` generated cells per set
+        vector (so that a set's mean and spread are estimated well also when ``n`` is small).
+        """
+        project = project and self.projects_support
+        n_draw = max(n, MIN_PROJECTION_CELLS) if project else n
+        if batch is not None and n_draw > batch.shape[1]:
+            batch = batch[:, :1].expand(-1, n_draw)
+        y = self.generator_output(self.generator.sample(z, n_draw, self.covariates(batch), **kwargs))
+        return self.project_support(y)[:, :n] if project else y

@@ -76,8 +76,8 @@ class SetEncoder(nn.Module):
 
     def encode_segments(self, x: Tensor, seg: Tensor, n_segments: int, weights: Tensor | None = None) -> Tensor:
         """Encode sets stored flat: ``x (N, D)``, ``seg (N,)`` -> ``(n_segments, L)``."""
-        if weights is None:
-            weights = x.new_ones(x.shape[0])
+        if weights is None:  # float masses also for integer elements (token sequences)
+            weights = torch.ones(x.shape[0], device=x.device)
         state = pooled = None
         for stage in range(self.n_stages):
             state, values, logits = self.step(stage, x, state, pooled, seg)
@@ -105,7 +105,7 @@ class SetEncoder(nn.Module):
             weights = None if weights is None else weights[None]
         n_sets, m, d = x.shape
         seg = torch.arange(n_sets, device=x.device).repeat_interleave(m)
-        w = None if weights is None else weights.reshape(-1).to(x.dtype)
+        w = None if weights is None else weights.reshape(-1).float()
         z = self.encode_segments(x.reshape(-1, d), seg, n_sets, w)
         return z[0] if single else z
 
@@ -140,7 +140,7 @@ def encode_stream(encoder: SetEncoder, chunks: Chunks, n_segments: int, progress
             passes = progress(passes, stage)
         for x, seg, weights in passes:
             if weights is None:
-                weights = x.new_ones(x.shape[0])
+                weights = torch.ones(x.shape[0], device=x.device)
             state = None
             # recompute the element states up to this stage from the earlier stages' pooled stats
             for j in range(stage + 1):

@@ -1,0 +1,312 @@
+"""``scgde.seq.SeqGDE``: generative distribution embeddings of sets of sequences, scvi-tools style."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi.data import AnnDataManager
+from scvi.model.base import BaseModelClass
+from scvi.utils import setup_anndata_dsp
+
+from scgde.data import SetObsField, as_key_list, set_labels
+from scgde.model._embed import EmbeddingMixin
+from scgde.model._generate import GenerationMixin, SetsOrEmbeddings
+from scgde.model._train import TrainMixin
+from scgde.model._training import GDETrainingPlan
+from scgde.model._validate import check_choice
+
+from ._alphabet import get_alphabet
+from ._data import SEQUENCE_KEY, SeqSetDataSplitter, SequenceObsField, SequenceReader
+from ._module import SeqGDEModule
+
+AlphabetName = Literal["dna", "protein"]
+Unknown = Literal["error", "mask"]
+Encoder = Literal["conv"]
+Generator = Literal["autoregressive"]
+
+#: default training length of sequence models: 20 passes over the training sequences, 600-3,000 steps
+SEQ_PASSES, SEQ_MIN_STEPS, SEQ_MAX_STEPS = 20, 600, 3000
+#: sequences per chunk when streaming (convolution maps dominate the memory)
+SEQ_CHUNK = 2048
+
+
+class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
+    """Generative Distribution Embeddings of sets of sequences: DNA, bisulfite reads, proteins.
+
+    The sequence counterpart of :class:`scgde.model.GDE`, on the same engine (set samplers,
+    training plan, streamed exact embedding): a set of sequences (the promoters of an expression
+    window, the reads of a sample, the spike proteins of one month and country) is encoded by 1-D
+    convolutions over one-hot sequences whose set-mean feature map is fed back after each block,
+    and a small causal transformer regenerates sequences from the set vector, which it reads as
+    prefix tokens. Both train jointly on the generator's per-token negative log-likelihood over
+    random subsets of each set.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata` (it may have no variables).
+    n_latent
+        Dimension of the set embedding.
+    encoder
+        ``"conv"``: the convolutional set encoder
+        (:class:`~scgde.seq.ConvSequenceEncoder`).
+    generator
+        ``"autoregressive"``: the prefix-conditioned causal transformer
+        (:class:`~scgde.seq.AutoregressiveGenerator`).
+    encoder_kwargs, generator_kwargs
+        Their options, e.g. ``{"n_channels": 64}`` or ``{"d_model": 128, "n_layers": 4}``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> seqs = ["".join(rng.choice(list("ACGT"), 12)) for _ in range(40)]
+    >>> adata = scgde.seq.sequences_to_adata(seqs, obs=pd.DataFrame({"window": np.repeat(["a", "b"], 20)}))
+    >>> scgde.seq.SeqGDE.setup_anndata(adata, set_key="window", alphabet="dna")
+    >>> model = scgde.seq.SeqGDE(adata, n_latent=4)
+    >>> model.train(max_epochs=1, batches_per_epoch=2, enable_progress_bar=False)
+    >>> model.get_set_representation(progress_bar=False).shape
+    (2, 4)
+    >>> gen = model.generate("a", n_samples=3)
+    >>> gen.obs.columns.tolist()
+    ['sequence', 'set']
+    """
+
+    _module_cls = SeqGDEModule
+    _training_plan_cls = GDETrainingPlan
+    _data_splitter_cls = SeqSetDataSplitter
+
+    def __init__(
+        self,
+        adata: AnnData,
+        n_latent: int = 32,
+        encoder: Encoder = "conv",
+        generator: Generator = "autoregressive",
+        encoder_kwargs: dict | None = None,
+        generator_kwargs: dict | None = None,
+    ):
+        super().__init__(adata)
+        check_choice("encoder", encoder, Encoder)
+        check_choice("generator", generator, Generator)
+        state = self.adata_manager.get_state_registry(SEQUENCE_KEY)
+        self.alphabet = get_alphabet(state["alphabet"])
+        self.max_length = int(state["max_length"])
+        self.module = self._module_cls(
+            n_tokens=self.alphabet.n_tokens,
+            max_length=self.max_length,
+            n_latent=n_latent,
+            encoder_kwargs=encoder_kwargs,
+            generator_kwargs=generator_kwargs,
+        )
+        self._model_summary_string = (
+            f"SeqGDE model: {self.alphabet.name} sequences up to {self.max_length} letters, "
+            f"n_latent={n_latent}, sets from {self.set_key}."
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    @setup_anndata_dsp.dedent
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        set_key: str | Sequence[str],
+        sequence_key: str = "sequence",
+        alphabet: AlphabetName = "dna",
+        max_length: int | None = None,
+        unknown: Unknown = "error",
+        **kwargs,
+    ) -> None:
+        """Register an AnnData whose rows are sequences grouped into sets.
+
+        Parameters
+        ----------
+        %(param_adata)s
+        set_key
+            Column(s) of ``adata.obs`` naming each sequence's set (a window, a sample, a month x
+            country); several columns make one set per observed combination.
+        sequence_key
+            Column of ``adata.obs`` with the sequences (``scgde.seq.read_fasta`` and
+            :func:`~scgde.seq.sequences_to_adata` write ``"sequence"``).
+        alphabet
+            ``"dna"`` (``ACGTN``; ``U`` reads as ``T``) or ``"protein"`` (20 amino acids and ``X``).
+            Letters are case-insensitive.
+        max_length
+            Longest allowed sequence (default: the longest one here). Longer sequences are an
+            error naming the longest.
+        unknown
+            ``"error"`` (default): other characters are an error that lists them; ``"mask"``: they
+            read as ``N`` (DNA) or ``X`` (protein).
+        **kwargs
+            Used by :meth:`load` to transfer a saved setup to a new AnnData.
+
+        Notes
+        -----
+        Writes only scvi-tools' registration keys: ``.uns["_scvi_uuid"]``,
+        ``.uns["_scvi_manager_uuid"]`` and ``.obs["_scgde_set"]``. Sequences are read, never
+        modified or copied into the AnnData.
+        """
+        check_choice("alphabet", alphabet, AlphabetName)
+        check_choice("unknown", unknown, Unknown)
+        setup_method_args = cls._get_setup_method_args(**locals())
+        keys = as_key_list(set_key)
+        if adata.n_obs == 0:
+            raise ValueError("adata is empty (0 sequences); SeqGDE needs sequences grouped into at least 2 sets.")
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}.")
+        if "source_registry" not in kwargs:
+            _, names = set_labels(adata.obs, keys)
+            if len(names) < 2:
+                raise ValueError(f"set_key={set_key!r} defines {len(names)} set; SeqGDE needs at least 2 sets.")
+        fields = [SetObsField(keys), SequenceObsField(sequence_key, alphabet, max_length, unknown)]
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    def train(
+        self,
+        max_epochs: int | None = None,
+        sets_per_batch: int = 16,
+        cells_per_set: int = 32,
+        **kwargs,
+    ):
+        """Train encoder and generator jointly; the options of :meth:`scgde.model.GDE.train`.
+
+        Parameters
+        ----------
+        max_epochs
+            Default: 20 passes over the training sequences, within 600 to 3,000 optimiser steps.
+        sets_per_batch
+            Sets per minibatch.
+        cells_per_set
+            Sequences drawn per set (the encoder sees all of them; the generator's loss uses up to
+            ``generator_kwargs["max_loss_elements"]`` of them, 16 by default).
+        **kwargs
+            As for :meth:`scgde.model.GDE.train` (``lr``, ``mixer``, ``kernel``, ``train_size``,
+            ``early_stopping``, ``enable_progress_bar``, ...).
+        """
+        return super().train(
+            max_epochs=max_epochs, sets_per_batch=sets_per_batch, cells_per_set=cells_per_set, **kwargs
+        )
+
+    @staticmethod
+    def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int) -> int:
+        per_pass = -(-n_train_cells // (sets_per_batch * cells_per_set))
+        return int(np.clip(SEQ_PASSES * per_pass, SEQ_MIN_STEPS, SEQ_MAX_STEPS))
+
+    def _calibrate_support(self) -> None:
+        """Nothing to calibrate: generated tokens are letters of the alphabet by construction."""
+
+    def _default_chunk_size(self, reader) -> int:
+        return SEQ_CHUNK
+
+    def _reader(self, adata: AnnData) -> SequenceReader:
+        """Tokens of the sequences of ``adata``, checked against the model's alphabet and length."""
+        key = self.adata_manager.data_registry[SEQUENCE_KEY].attr_key
+        if key not in adata.obs.columns:
+            raise KeyError(f"adata.obs has no {key!r} column: the model reads its sequences from there.")
+        state = self.adata_manager.get_state_registry(SEQUENCE_KEY)
+        return SequenceReader(adata.obs[key], self.alphabet, self.max_length, state["unknown"])
+
+    # ------------------------------------------------------------------ generation
+    @torch.inference_mode()
+    def generate(
+        self,
+        sets: SetsOrEmbeddings,
+        n_samples: int = 100,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_length: int | None = None,
+        batch_size: int = 512,
+    ) -> AnnData:
+        """Generate sequences from sets or set embeddings.
+
+        Parameters
+        ----------
+        sets
+            Set names of the training AnnData, a DataFrame of embeddings (as returned by
+            :meth:`get_set_representation`) or an array ``(n, n_latent)``.
+        n_samples
+            Sequences per set.
+        temperature
+            Softmax temperature (below 1: more typical sequences).
+        top_p
+            Nucleus sampling: draw from the smallest set of letters holding this probability.
+        max_length
+            Longest generated sequence (default: the model's ``max_length``).
+        batch_size
+            Sequences generated per network call (memory).
+
+        Returns
+        -------
+        AnnData with no variables; ``obs["sequence"]`` and ``obs["set"]`` (the source).
+        Seeded by ``scvi.settings.seed``.
+        """
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+        emb = self._as_embeddings(sets)
+        self.module.eval()
+        z_all = torch.as_tensor(emb.to_numpy(), dtype=torch.float32)
+        per_call = max(1, batch_size // n_samples)
+        options = {"temperature": temperature, "top_p": top_p, "max_length": max_length}
+        with torch.random.fork_rng():
+            torch.manual_seed(self._seed())
+            tokens = [
+                self.module.sample(z_all[i : i + per_call], n_samples, **options).flatten(0, 1).cpu().numpy()
+                for i in range(0, len(z_all), per_call)
+            ]
+        obs = pd.DataFrame(
+            {
+                "sequence": self.alphabet.decode(np.concatenate(tokens)),
+                "set": pd.Categorical(np.repeat(np.asarray(emb.index, dtype=str), n_samples)),
+            }
+        )
+        obs.index = obs.index.astype(str)
+        return AnnData(obs=obs)
+
+    def interpolate(
+        self, set_a: str | np.ndarray, set_b: str | np.ndarray, n_steps: int = 5, n_samples: int = 100, **kwargs
+    ) -> AnnData:
+        """Generate sequences along the straight latent line between two sets.
+
+        Returns
+        -------
+        AnnData as :meth:`generate`, with ``obs["t"]`` (position on the line, 0 to 1).
+        """
+        line = self._latent_line(set_a, set_b, n_steps)
+        return self._mark_line(self.generate(line, n_samples=n_samples, **kwargs), line, set_a, set_b, n_samples)
+
+    @torch.inference_mode()
+    def log_likelihood(self, sequences: Sequence[str], sets: SetsOrEmbeddings) -> np.ndarray:
+        """Log-likelihood (nats) of each sequence under a set's vector, ``(n,)``.
+
+        Parameters
+        ----------
+        sequences
+            Sequences to score.
+        sets
+            One set name or embedding for all sequences, or one per sequence (names, or a
+            DataFrame/array with one row per sequence).
+        """
+        tokens, _ = self.alphabet.encode(list(sequences), self.max_length, self._reader_unknown())
+        if not isinstance(sets, str) and not isinstance(sets, pd.DataFrame | np.ndarray):
+            names = [str(s) for s in sets]  # one set name per sequence
+            emb = self._as_embeddings(list(dict.fromkeys(names))).loc[names].to_numpy()
+        else:
+            emb = self._as_embeddings(sets).to_numpy()
+        if len(emb) == 1:
+            emb = np.repeat(emb, len(tokens), axis=0)
+        if len(emb) != len(tokens):
+            raise ValueError(f"Got {len(tokens)} sequences but {len(emb)} sets; pass one set, or one per sequence.")
+        self.module.eval()
+        out = [
+            self.module.log_likelihood(torch.from_numpy(tokens[i : i + 1024]), torch.from_numpy(emb[i : i + 1024]))
+            for i in range(0, len(tokens), 1024)
+        ]
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+    def _reader_unknown(self) -> str:
+        return self.adata_manager.get_state_registry(SEQUENCE_KEY)["unknown"]

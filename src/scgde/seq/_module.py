@@ -1,0 +1,83 @@
+"""The sequence GDE module: a convolutional set encoder and an autoregressive generator trained jointly."""
+
+from __future__ import annotations
+
+import torch
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import Tensor
+
+from ._alphabet import N_SPECIAL
+from ._nn import AutoregressiveGenerator, ConvSequenceEncoder
+
+
+class SeqGDEModule(BaseModuleClass):
+    """Set encoder of token sequences + autoregressive generator; the loss is the generator's NLL.
+
+    Parameters
+    ----------
+    n_tokens
+        Vocabulary size (specials and letters, :attr:`scgde.seq.Alphabet.n_tokens`).
+    max_length
+        Padded sequence length.
+    n_latent
+        Set-vector dimension.
+    encoder_kwargs, generator_kwargs
+        Arguments of :class:`~scgde.seq._nn.ConvSequenceEncoder` and
+        :class:`~scgde.seq._nn.AutoregressiveGenerator`.
+    """
+
+    def __init__(
+        self,
+        n_tokens: int,
+        max_length: int,
+        n_latent: int = 32,
+        encoder_kwargs: dict | None = None,
+        generator_kwargs: dict | None = None,
+    ):
+        super().__init__()
+        self.n_latent, self.max_length = n_latent, max_length
+        self.encoder = ConvSequenceEncoder(n_tokens - N_SPECIAL, max_length, n_latent, **(encoder_kwargs or {}))
+        self.generator = AutoregressiveGenerator(n_tokens, max_length, n_latent, **(generator_kwargs or {}))
+        self.label_head = None  # the training plan's hook for set-label heads
+
+    @staticmethod
+    def encoder_input(x: Tensor) -> Tensor:
+        """Tokens as integers (readers return ``uint8``)."""
+        return x.long()
+
+    @auto_move_data
+    def embed(self, x: Tensor, weights: Tensor | None = None) -> Tensor:
+        """Set vectors ``(B, L)`` of token sets ``x (B, m, max_length)``."""
+        return self.encoder(self.encoder_input(x), weights)
+
+    def _get_inference_input(self, tensors: dict[str, Tensor]) -> dict:
+        return {"x": tensors["X"], "weights": tensors.get("weights")}
+
+    def inference(self, x: Tensor, weights: Tensor | None = None) -> dict[str, Tensor]:
+        """Encode the sets of the batch."""
+        return {"z": self.encoder(self.encoder_input(x), weights)}
+
+    def _get_generative_input(self, tensors, inference_outputs) -> dict:
+        return {}
+
+    def generative(self) -> dict:
+        """Nothing to do: the generator's loss is computed directly in :meth:`loss`."""
+        return {}
+
+    def loss(self, tensors, inference_outputs, generative_outputs, **kwargs) -> LossOutput:
+        """Per-token negative log-likelihood of the sets' sequences under their own set vectors."""
+        x = tensors["X"]
+        per_set = self.generator.loss(self.encoder_input(x), inference_outputs["z"], tensors.get("weights"))
+        return LossOutput(loss=per_set.mean(), reconstruction_loss=per_set, n_obs_minibatch=x.shape[0])
+
+    @torch.no_grad()
+    @auto_move_data
+    def sample(self, z: Tensor, n: int, **kwargs) -> Tensor:
+        """``n`` token sequences per set vector, ``(B, n, max_length)``."""
+        return self.generator.sample(z, n, **kwargs)
+
+    @torch.no_grad()
+    @auto_move_data
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """``log p(x_i | z_i)`` of token rows ``x (N, max_length)`` under set vectors ``z (N, L)``."""
+        return self.generator.log_likelihood(self.encoder_input(x), z)

@@ -1,0 +1,251 @@
+"""Pure-torch parts of :mod:`scgde.seq`: a set encoder of token sequences and a sequence generator.
+
+The encoder convolves one-hot sequences; the generator is autoregressive, conditioned on a set
+vector by prefix tokens.
+
+Tokens follow :mod:`scgde.seq._alphabet`: ``PAD = 0``, ``BOS = 1``, ``EOS = 2``, letters from
+``N_SPECIAL = 3``; a row of ``(N, L)`` tokens is a sequence right-padded with ``PAD``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scgde.nn import MLP, ConditionalGenerator, SetEncoder
+
+from ._alphabet import BOS, EOS, N_SPECIAL, PAD
+
+
+def _letters_mask(x: Tensor) -> Tensor:
+    """``(N, 1, L)`` float mask of letter positions (padding and specials are 0)."""
+    return (x >= N_SPECIAL).to(torch.float32)[:, None, :]
+
+
+class ConvSequenceEncoder(SetEncoder):
+    """1-D convolutions over one-hot sequences, the set's mean feature map fed back after each block.
+
+    Stage 0 embeds each sequence with a convolution. Each later stage convolves the sequence's own
+    map, concatenates the weighted mean map of its set (the pooled statistic of the stage before),
+    mixes both with a 1x1 convolution (residual, LayerNorm over channels) and pools again. The
+    last stage reads each sequence's map out into a vector (a linear map of the whole map, so
+    positions matter) that is pooled into the set vector. Only pooled statistics connect the
+    sequences of a set and no layer normalises across sequences, so sets of any size encode
+    exactly in chunks.
+
+    Parameters
+    ----------
+    n_letters
+        Alphabet size (letters only; ``PAD``/``BOS``/``EOS`` are not one-hot channels).
+    max_length
+        Sequence length ``L`` (rows are padded to it).
+    n_latent
+        Set-vector dimension.
+    n_channels
+        Convolution channels ``C``.
+    kernel_size
+        Convolution width (odd).
+    n_blocks
+        Pooled feedback blocks after the first convolution.
+    n_hidden
+        Width of the element vector and of the set head.
+    """
+
+    def __init__(
+        self,
+        n_letters: int,
+        max_length: int,
+        n_latent: int,
+        n_channels: int = 32,
+        kernel_size: int = 7,
+        n_blocks: int = 2,
+        n_hidden: int = 128,
+    ):
+        super().__init__(max_length, n_latent)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (same-length convolutions), got {kernel_size}.")
+        self.n_letters, self.max_length = n_letters, max_length
+        self.n_stages = n_blocks + 1
+        pad = kernel_size // 2
+        self.embed = nn.Conv1d(n_letters, n_channels, kernel_size, padding=pad)
+        self.convs = nn.ModuleList(nn.Conv1d(n_channels, n_channels, kernel_size, padding=pad) for _ in range(n_blocks))
+        self.mixers = nn.ModuleList(nn.Conv1d(2 * n_channels, n_channels, 1) for _ in range(n_blocks))
+        self.norms = nn.ModuleList(nn.LayerNorm(n_channels) for _ in range(n_blocks))
+        self.readout = nn.Linear(n_channels * max_length, n_hidden)
+        self.out = MLP(n_hidden, n_latent, n_hidden, 1)
+
+    def _one_hot(self, x: Tensor) -> Tensor:
+        letters = (x.long() - N_SPECIAL).clamp(min=0)
+        return F.one_hot(letters, self.n_letters).to(torch.float32).transpose(1, 2) * _letters_mask(x)
+
+    def step(self, stage, x, state, pooled, seg):
+        mask = _letters_mask(x)
+        if stage == 0:
+            h = F.gelu(self.embed(self._one_hot(x))) * mask
+        else:
+            b = stage - 1
+            own = F.gelu(self.convs[b](state))
+            mixed = self.mixers[b](torch.cat([own, pooled[seg].view_as(own)], dim=1))
+            h = self.norms[b]((state + F.gelu(mixed)).transpose(1, 2)).transpose(1, 2) * mask
+        if stage < self.n_stages - 1:
+            return h, h.flatten(1), None
+        return h, F.gelu(self.readout(h.flatten(1))), None
+
+    def head(self, pooled):
+        return self.out(pooled)
+
+
+class AutoregressiveGenerator(ConditionalGenerator):
+    """A small causal transformer over tokens, conditioned on the set vector by prefix tokens.
+
+    The set vector is mapped to ``n_prefix`` input embeddings placed before ``BOS``; every token
+    attends to them (the prefix recipe of the paper's DNA and protein generators, trained from
+    scratch here). The per-set loss is the weighted mean over sequences of the per-token negative
+    log-likelihood of the letters and the final ``EOS``; padding is never a target. Sequences of
+    one set are subsampled to ``max_loss_elements`` for the loss (an unbiased estimate of the same
+    objective; the encoder still sees all of them).
+
+    Parameters
+    ----------
+    n_tokens
+        Vocabulary size (specials and letters).
+    max_length
+        Longest sequence (letters, without ``BOS``/``EOS``).
+    n_cond
+        Set-vector dimension.
+    d_model, n_layers, n_heads
+        Transformer width, depth and heads.
+    n_prefix
+        Prefix embeddings per set vector.
+    dropout
+        Dropout in the transformer layers.
+    max_loss_elements
+        Sequences per set that enter the loss (``None``: all).
+    """
+
+    def __init__(
+        self,
+        n_tokens: int,
+        max_length: int,
+        n_cond: int,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        n_prefix: int = 2,
+        dropout: float = 0.1,
+        max_loss_elements: int | None = 16,
+    ):
+        super().__init__(max_length, n_cond)
+        self.n_tokens, self.max_length, self.n_prefix = n_tokens, max_length, n_prefix
+        self.max_loss_elements = max_loss_elements
+        self.token_embedding = nn.Embedding(n_tokens, d_model)
+        self.position_embedding = nn.Embedding(n_prefix + max_length + 1, d_model)
+        self.prefix = MLP(n_cond, n_prefix * d_model, 2 * d_model, 1)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, 4 * d_model, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.transformer = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.logits = nn.Linear(d_model, n_tokens)
+
+    def _next_token_logits(self, cond: Tensor, inputs: Tensor) -> Tensor:
+        """Logits ``(N, T, V)`` after each of ``[BOS, t_1, ..., t_{T-1}]`` given prefixes from ``cond (N, Z)``."""
+        n, t = inputs.shape
+        prefix = self.prefix(cond).view(n, self.n_prefix, -1)
+        h = torch.cat([prefix, self.token_embedding(inputs)], dim=1)
+        h = h + self.position_embedding(torch.arange(h.shape[1], device=h.device))
+        causal = nn.Transformer.generate_square_subsequent_mask(h.shape[1], device=h.device, dtype=h.dtype)
+        h = self.transformer(h, mask=causal, is_causal=True)
+        return self.logits(self.norm(h[:, self.n_prefix :]))
+
+    def _targets(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Inputs ``[BOS, letters]`` and targets ``[letters, EOS]`` (``PAD`` after the end) of ``x (N, L)``."""
+        x = x.long()
+        lengths = (x >= N_SPECIAL).sum(1)
+        pad = x.new_full((x.shape[0], 1), PAD)
+        targets = torch.cat([x, pad], dim=1)
+        targets[torch.arange(len(x), device=x.device), lengths] = EOS
+        inputs = torch.cat([x.new_full((x.shape[0], 1), BOS), x], dim=1)
+        return inputs, targets
+
+    def log_likelihood(self, x: Tensor, cond: Tensor) -> Tensor:
+        """``log p(sequence | set vector)`` of each row of ``x (N, L)`` (letters and ``EOS``), ``(N,)``."""
+        inputs, targets = self._targets(x)
+        logits = self._next_token_logits(cond, inputs)
+        nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")
+        return -nll.sum(1)
+
+    def _subsample(self, x: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        k = self.max_loss_elements
+        n_sets, m = x.shape[:2]
+        if k is None or m <= k:
+            return x, weights
+        if weights is None:
+            idx = torch.rand(n_sets, m, device=x.device).argsort(1)[:, :k]
+        else:  # draws proportional to the weights: their plain mean estimates the weighted mean
+            idx = torch.multinomial(weights.clamp_min(0) + 1e-12 * (weights.sum(1, keepdim=True) == 0), k, True)
+        return x.gather(1, idx[..., None].expand(-1, -1, x.shape[2])), None
+
+    def loss(self, x, z, weights=None, covariates=None):
+        x, weights = self._subsample(x, weights)
+        n_sets, m, length = x.shape
+        inputs, targets = self._targets(x.reshape(-1, length))
+        logits = self._next_token_logits(z.repeat_interleave(m, dim=0), inputs)
+        nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")
+        per_sequence = (nll.sum(1) / (targets != PAD).sum(1)).view(n_sets, m)
+        if weights is None:
+            return per_sequence.mean(1)
+        return (per_sequence * weights).sum(1) / weights.sum(1).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        z: Tensor,
+        n: int,
+        covariates: Tensor | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_length: int | None = None,
+    ) -> Tensor:
+        """Draw ``n`` sequences per set vector: ``(B, n, max_length)`` tokens, ``PAD`` after ``EOS``.
+
+        ``temperature`` scales the logits; ``top_p < 1`` samples from the smallest set of tokens
+        whose probability reaches ``top_p`` (nucleus sampling).
+        """
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}.")
+        length = min(max_length or self.max_length, self.max_length)
+        cond = z.repeat_interleave(n, dim=0)
+        tokens = cond.new_full((len(cond), 1), BOS, dtype=torch.long)
+        done = torch.zeros(len(cond), dtype=torch.bool, device=z.device)
+        for step in range(length + 1):
+            logits = self._next_token_logits(cond, tokens)[:, -1] / temperature
+            logits[:, [PAD, BOS]] = -math.inf
+            if step == length:  # the longest allowed sequence ends here
+                logits[:, N_SPECIAL:] = -math.inf
+            nxt = _nucleus_sample(logits, top_p)
+            nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
+            done |= nxt == EOS
+            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            if done.all():
+                break
+        out = tokens[:, 1:]
+        out = torch.where(out == EOS, torch.full_like(out, PAD), out)
+        out = F.pad(out, (0, length + 1 - out.shape[1]), value=PAD)[:, :length]
+        return out.view(len(z), n, length)
+
+
+def _nucleus_sample(logits: Tensor, top_p: float) -> Tensor:
+    """One token per row from ``softmax(logits)`` restricted to the top-``top_p`` mass."""
+    probs = torch.softmax(logits, dim=-1)
+    if top_p < 1:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs >= top_p  # keeps at least the top token
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1).squeeze(1)
