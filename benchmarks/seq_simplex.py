@@ -18,7 +18,6 @@ Usage: python -m benchmarks.seq_simplex [--quick] [--seed 0] [--threads 1]
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 
 import numpy as np
@@ -29,6 +28,7 @@ from scipy.stats import pearsonr, spearmanr
 
 import scgde
 from benchmarks import _common
+from benchmarks._seq import set_spectra
 
 TITLE = "DNA simplex (Fig. 3, DNA-multinomial): latent geometry and generated composition, 55-point grid"
 SIZES = {
@@ -36,19 +36,6 @@ SIZES = {
     "full": {"n_train": 300, "set_size": 100, "eval_size": 1000, "n_generate": 200},
 }
 PAPER_R = 0.9467  # gde_method.md §5.5, dna_multinomial_hyena_dists.npy
-
-
-def kmer_spectra(adata, k: int) -> np.ndarray:
-    """Each set's mean k-mer frequency vector (overlapping k-mers over ACGT)."""
-    index = {"".join(p): i for i, p in enumerate(itertools.product("ACGT", repeat=k))}
-    out = []
-    for _, seqs in adata.obs.groupby("set", observed=True)["sequence"]:
-        counts = np.zeros(len(index))
-        for s in seqs:
-            for j in range(len(s) - k + 1):
-                counts[index[s[j : j + k]]] += 1
-        out.append(counts / counts.sum())
-    return np.stack(out)
 
 
 def mean_one_hot(adata) -> np.ndarray:
@@ -94,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
         "GDE latent (default SeqGDE)": emb.to_numpy(),
         "untrained encoder": untrained_emb.to_numpy(),
         "mean one-hot profile": mean_one_hot(test),
-        "mean 3-mer spectrum": kmer_spectra(test, 3),
+        "mean 3-mer spectrum": set_spectra(test.obs["sequence"], test.obs["set"].cat.codes.to_numpy(), 3),
     }
     geometry = pd.DataFrame(
         {

@@ -231,3 +231,5 @@ def test_default_training_length_follows_the_data():
     assert default_steps(1_000, 32, 100) == 2500  # small data: the floor
     assert default_steps(900_000, 32, 100) == 8000  # large data: the cap
     assert default_steps(200_000, 32, 100) == 40 * 63  # in between: 40 passes over the cells
+    assert default_steps(1_000, 32, 100, few_sets=True) == 1000  # a few groups as kernel neighbourhoods
+    assert default_steps(200_000, 32, 100, few_sets=True) == 40 * 63

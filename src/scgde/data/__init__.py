@@ -1,6 +1,6 @@
 """Set construction ("meta-distributions") and set-wise data loading."""
 
-from ._datamodule import SetDataModule, SetDataSplitter
+from ._datamodule import SetDataModule, SetDataSplitter, uses_auto_kernel
 from ._design import PerturbationDesign
 from ._fetch import RowFetcher
 from ._fields import SET_KEY, SET_LABELS_KEY, SetLabelsObsField, SetObsField, registered_set_labels, registered_sets
@@ -45,4 +45,5 @@ __all__ = [
     "registered_sets",
     "set_labels",
     "split_sets",
+    "uses_auto_kernel",
 ]

@@ -23,6 +23,14 @@ AUTO_KERNEL_SETS = 50
 AUTO_KERNEL_NEIGHBORS = 100
 
 
+def uses_auto_kernel(n_train_sets: int, mixer=None, window=None, has_set_labels: bool = False) -> bool:
+    """Whether ``kernel="auto"`` trains on kernel neighbourhoods: few training sets, no other sampler, no labels.
+
+    A label head learns from whole labelled sets, so labelled data keep whole sets.
+    """
+    return mixer is None and window is None and not has_set_labels and n_train_sets < AUTO_KERNEL_SETS
+
+
 class _SetBatches(Dataset):
     """``n_batches`` batches of sets; random for training, fixed (seeded per item) for validation."""
 
@@ -231,8 +239,7 @@ class SetDataSplitter(SetDataModule):
         labels = registered_set_labels(adata_manager)
         if kernel == "auto":
             kernel = None
-            # a label head learns from whole labelled sets, so "auto" keeps whole sets then
-            if mixer is None and window is None and labels is None and len(train_sets) < AUTO_KERNEL_SETS:
+            if uses_auto_kernel(len(train_sets), mixer, window, labels is not None):
                 coords = self.kernel_coordinates(fetcher, seed)
                 kernel = None if coords is None else {"coords": coords, "n_neighbors": AUTO_KERNEL_NEIGHBORS}
         self.kernel = kernel

@@ -9,7 +9,7 @@ import numpy as np
 from scvi import settings
 from scvi.model.base import UnsupervisedTrainingMixin
 
-from scgde.data import SetDataSplitter, registered_sets
+from scgde.data import SetDataSplitter, registered_sets, split_sets, uses_auto_kernel
 
 from ._supervision import check_label_training
 from ._validate import check_choice
@@ -17,12 +17,18 @@ from ._validate import check_choice
 #: default training length: this many passes over the training cells, within [MIN_STEPS, MAX_STEPS]
 DEFAULT_PASSES = 40
 MIN_STEPS, MAX_STEPS = 2500, 8000
+#: the floor when a few groups train as kernel neighbourhoods (longer runs extrapolated worse, docs/benchmarks.md)
+FEW_SETS_MIN_STEPS = 1000
 
 
-def default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int) -> int:
-    """Optimiser steps of the default training: 40 passes over the training cells, 2,500 to 8,000 steps."""
+def default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
+    """Optimiser steps of the default training: 40 passes over the training cells, 2,500 to 8,000 steps.
+
+    With ``few_sets`` (fewer than 50 training sets, trained as kernel neighbourhoods) the floor is
+    1,000 steps.
+    """
     per_pass = math.ceil(n_train_cells / (sets_per_batch * cells_per_set))
-    return int(np.clip(DEFAULT_PASSES * per_pass, MIN_STEPS, MAX_STEPS))
+    return int(np.clip(DEFAULT_PASSES * per_pass, FEW_SETS_MIN_STEPS if few_sets else MIN_STEPS, MAX_STEPS))
 
 
 class TrainMixin(UnsupervisedTrainingMixin):
@@ -31,9 +37,9 @@ class TrainMixin(UnsupervisedTrainingMixin):
     _data_splitter_cls = SetDataSplitter
 
     @staticmethod
-    def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int) -> int:
+    def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
         """Optimiser steps of ``train()`` without ``max_epochs`` (see :func:`default_steps`)."""
-        return default_steps(n_train_cells, sets_per_batch, cells_per_set)
+        return default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)
 
     def train(
         self,
@@ -69,7 +75,9 @@ class TrainMixin(UnsupervisedTrainingMixin):
             2-D points; 2,500 steps for up to ~400,000 cells). Short trainings cost quality: on
             covariance-heavy 2-D Gaussian sets, held-out Spearman(latent L2, W2) was 0.908 after
             1,000 steps, 0.935 after 2,500 and 0.942 after 5,000 (set means: 0.64); see
-            ``docs/benchmarks.md`` for times.
+            ``docs/benchmarks.md`` for times. With fewer than 50 training sets (trained as kernel
+            neighbourhoods, ``kernel="auto"``) the floor is 1,000 steps: on a held-out Kang 2018
+            cell type, 2,500 steps predicted it worse than 1,000 (E-distance 0.60 against 0.51).
         sets_per_batch
             Sets per minibatch ``B``.
         cells_per_set
@@ -133,7 +141,10 @@ class TrainMixin(UnsupervisedTrainingMixin):
         if batches_per_epoch is None:
             batches_per_epoch = max(10, math.ceil(n_train_cells / (sets_per_batch * cells_per_set)))
         if max_epochs is None:
-            steps = self._default_steps(n_train_cells, sets_per_batch, cells_per_set)
+            n_train_sets = len(split_sets(np.arange(len(sizes)), train_size, np.random.default_rng(0))[0])
+            labelled = getattr(self.module, "label_head", None) is not None
+            few_sets = kernel == "auto" and uses_auto_kernel(n_train_sets, mixer, window, labelled)
+            steps = self._default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)
             max_epochs = max(1, math.ceil(steps / batches_per_epoch))
         seed = settings.seed if settings.seed is not None else 0
         datasplitter_kwargs = {

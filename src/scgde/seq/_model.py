@@ -183,7 +183,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
             Sets per minibatch.
         cells_per_set
             Sequences drawn per set (the encoder sees all of them; the generator's loss uses up to
-            ``generator_kwargs["max_loss_elements"]`` of them, 16 by default).
+            ``generator_kwargs["max_loss_elements"]`` of them, 8 by default).
         **kwargs
             As for :meth:`scgde.model.GDE.train` (``lr``, ``mixer``, ``kernel``, ``train_size``,
             ``early_stopping``, ``enable_progress_bar``, ...).
@@ -193,7 +193,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         )
 
     @staticmethod
-    def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int) -> int:
+    def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
         per_pass = -(-n_train_cells // (sets_per_batch * cells_per_set))
         return int(np.clip(SEQ_PASSES * per_pass, SEQ_MIN_STEPS, SEQ_MAX_STEPS))
 

@@ -98,6 +98,36 @@ class ConvSequenceEncoder(SetEncoder):
         return self.out(pooled)
 
 
+class CausalBlock(nn.Module):
+    """Pre-norm transformer block with causal self-attention and an optional key/value cache."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}.")
+        self.n_heads, self.dropout = n_heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor, cache: dict | None = None) -> Tensor:
+        """``h (N, T, d)``; with a ``cache`` dict, keys and values of earlier calls are reused and extended."""
+        n, t, d = h.shape
+        q, k, v = self.qkv(self.norm1(h)).view(n, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        # a fresh sequence attends causally; new tokens after a cache attend to everything before them
+        causal = k.shape[2] == t and t > 1
+        dropout = self.dropout if self.training else 0.0
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
+        h = h + self.drop(self.proj(att.transpose(1, 2).reshape(n, t, d)))
+        return h + self.drop(self.ff(self.norm2(h)))
+
+
 class AutoregressiveGenerator(ConditionalGenerator):
     """A small causal transformer over tokens, conditioned on the set vector by prefix tokens.
 
@@ -136,7 +166,7 @@ class AutoregressiveGenerator(ConditionalGenerator):
         n_heads: int = 4,
         n_prefix: int = 2,
         dropout: float = 0.1,
-        max_loss_elements: int | None = 16,
+        max_loss_elements: int | None = 8,
     ):
         super().__init__(max_length, n_cond)
         self.n_tokens, self.max_length, self.n_prefix = n_tokens, max_length, n_prefix
@@ -144,22 +174,26 @@ class AutoregressiveGenerator(ConditionalGenerator):
         self.token_embedding = nn.Embedding(n_tokens, d_model)
         self.position_embedding = nn.Embedding(n_prefix + max_length + 1, d_model)
         self.prefix = MLP(n_cond, n_prefix * d_model, 2 * d_model, 1)
-        layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, 4 * d_model, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.transformer = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(CausalBlock(d_model, n_heads, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
         self.logits = nn.Linear(d_model, n_tokens)
 
-    def _next_token_logits(self, cond: Tensor, inputs: Tensor) -> Tensor:
-        """Logits ``(N, T, V)`` after each of ``[BOS, t_1, ..., t_{T-1}]`` given prefixes from ``cond (N, Z)``."""
+    def _next_token_logits(self, cond: Tensor, inputs: Tensor, caches: list[dict] | None = None) -> Tensor:
+        """Logits ``(N, T, V)`` after each of ``[BOS, t_1, ..., t_{T-1}]`` given prefixes from ``cond (N, Z)``.
+
+        With ``caches`` (one dict per block, filled by the first call), later calls pass only the
+        new tokens, which continue the cached sequence.
+        """
         n, t = inputs.shape
-        prefix = self.prefix(cond).view(n, self.n_prefix, -1)
-        h = torch.cat([prefix, self.token_embedding(inputs)], dim=1)
-        h = h + self.position_embedding(torch.arange(h.shape[1], device=h.device))
-        causal = nn.Transformer.generate_square_subsequent_mask(h.shape[1], device=h.device, dtype=h.dtype)
-        h = self.transformer(h, mask=causal, is_causal=True)
-        return self.logits(self.norm(h[:, self.n_prefix :]))
+        start = 0 if not caches or "k" not in caches[0] else caches[0]["k"].shape[2]
+        h = self.token_embedding(inputs)
+        if start == 0:
+            h = torch.cat([self.prefix(cond).view(n, self.n_prefix, -1), h], dim=1)
+        h = h + self.position_embedding(torch.arange(start, start + h.shape[1], device=h.device))
+        for i, block in enumerate(self.blocks):
+            h = block(h, None if caches is None else caches[i])
+        h = h[:, self.n_prefix :] if start == 0 else h
+        return self.logits(self.norm(h))
 
     def _targets(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Inputs ``[BOS, letters]`` and targets ``[letters, EOS]`` (``PAD`` after the end) of ``x (N, L)``."""
@@ -223,8 +257,10 @@ class AutoregressiveGenerator(ConditionalGenerator):
         cond = z.repeat_interleave(n, dim=0)
         tokens = cond.new_full((len(cond), 1), BOS, dtype=torch.long)
         done = torch.zeros(len(cond), dtype=torch.bool, device=z.device)
+        caches: list[dict] = [{} for _ in self.blocks]
+        step_input = tokens
         for step in range(length + 1):
-            logits = self._next_token_logits(cond, tokens)[:, -1] / temperature
+            logits = self._next_token_logits(cond, step_input, caches)[:, -1] / temperature
             logits[:, [PAD, BOS]] = -math.inf
             if step == length:  # the longest allowed sequence ends here
                 logits[:, N_SPECIAL:] = -math.inf
@@ -232,6 +268,7 @@ class AutoregressiveGenerator(ConditionalGenerator):
             nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
             done |= nxt == EOS
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            step_input = nxt[:, None]
             if done.all():
                 break
         out = tokens[:, 1:]
