@@ -31,7 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import scgde
 from benchmarks import _common
-from benchmarks._seq import set_spectra
+from benchmarks._seq import run_cli, set_spectra
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "methylation_reads_methylbert"
 TITLE = "Bisulfite read sets (methylation): tumour vs normal from 8-read sets, held-out reads"
@@ -125,18 +125,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="16 reads per region x sample and a few steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    with _common.quiet(), _common.pinned_threads(args.threads):
-        result = run(args)
-    result["wall_s"] = time.perf_counter() - start
-    print(result["markdown"])
-    print(f"\nWall time: {result['wall_s']:.0f} s")
-    return result
+    return run_cli(__doc__, run, argv, "16 reads per region x sample and a few steps")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from sklearn.linear_model import RidgeCV
 
 import scgde
 from benchmarks import _common
-from benchmarks._seq import kmer_frequencies, set_spectra
+from benchmarks._seq import kmer_frequencies, run_cli, set_spectra
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "yeast_promoters_dream" / "demo_train.txt"
 TITLE = "Yeast promoters (GPRA, Fig. 8): expression-quantile windows, top bins held out"
@@ -88,7 +88,9 @@ def run(args: argparse.Namespace) -> dict:
     untrained = scgde.seq.SeqGDE(train)  # the same architecture, never trained
     start = time.perf_counter()
     if args.quick:
-        model.train(max_epochs=2, batches_per_epoch=3, sets_per_batch=4, cells_per_set=8, window=2, enable_progress_bar=False)
+        model.train(
+            max_epochs=2, batches_per_epoch=3, sets_per_batch=4, cells_per_set=8, window=2, enable_progress_bar=False
+        )
     else:
         model.train(window=2, enable_progress_bar=False)
     train_s = time.perf_counter() - start
@@ -172,19 +174,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="800 promoters and a few steps, for the test suite")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--path", default=str(DATA), help="the DREAM demo_train.txt file")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    with _common.quiet(), _common.pinned_threads(args.threads):
-        result = run(args)
-    result["wall_s"] = time.perf_counter() - start
-    print(result["markdown"])
-    print(f"\nWall time: {result['wall_s']:.0f} s")
-    return result
+    return run_cli(
+        __doc__,
+        run,
+        argv,
+        "800 promoters and a few steps, for the test suite",
+        lambda p: p.add_argument("--path", default=str(DATA), help="the DREAM demo_train.txt file"),
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from scipy.stats import pearsonr, spearmanr
 
 import scgde
 from benchmarks import _common
-from benchmarks._seq import set_spectra
+from benchmarks._seq import run_cli, set_spectra
 
 TITLE = "DNA simplex (Fig. 3, DNA-multinomial): latent geometry and generated composition, 55-point grid"
 SIZES = {
@@ -126,18 +126,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the test suite")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    with _common.quiet(), _common.pinned_threads(args.threads):
-        result = run(args)
-    result["wall_s"] = time.perf_counter() - start
-    print(result["markdown"])
-    print(f"\nWall time: {result['wall_s']:.0f} s")
-    return result
+    return run_cli(__doc__, run, argv, "tiny sizes, for the test suite")
 
 
 if __name__ == "__main__":

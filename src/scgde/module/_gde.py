@@ -7,11 +7,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor
 
 from scgde.nn import ENCODERS, GENERATORS, build_encoder, build_generator
 
+from ._base import SetModule
 from ._heads import HeadKind, SetLabelHead
 
 LIKELIHOODS = ("gaussian", "nb")
@@ -27,7 +28,7 @@ def _accepted(cls: type, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in params}
 
 
-class GDEModule(BaseModuleClass):
+class GDEModule(SetModule):
     """Set encoder + conditional generator; the loss is the generator's own loss on the encoded set.
 
     Parameters
@@ -210,25 +211,6 @@ class GDEModule(BaseModuleClass):
         if batch is None:
             raise ValueError("This model was set up with a batch_key: pass the batch of the cells to generate.")
         return F.one_hot(batch.long(), self.n_batch).float()
-
-    @auto_move_data
-    def embed(self, x: Tensor, weights: Tensor | None = None) -> Tensor:
-        """Set vectors ``(B, L)`` of data-scale sets ``x (B, m, G)``."""
-        return self.encoder(self.encoder_input(x), weights)
-
-    def _get_inference_input(self, tensors: dict[str, Tensor]) -> dict:
-        return {"x": tensors["X"], "weights": tensors.get("weights")}
-
-    def inference(self, x: Tensor, weights: Tensor | None = None) -> dict[str, Tensor]:
-        """Encode the sets of the batch."""
-        return {"z": self.encoder(self.encoder_input(x), weights)}
-
-    def _get_generative_input(self, tensors, inference_outputs) -> dict:
-        return {}
-
-    def generative(self) -> dict:
-        """Nothing to do: the generator's loss is computed directly in :meth:`loss`."""
-        return {}
 
     def loss(
         self, tensors, inference_outputs, generative_outputs, label_weight: float = 1.0, generator_weight: float = 1.0

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import torch
-from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor
+
+from scgde.module import SetModule
 
 from ._alphabet import N_SPECIAL
 from ._nn import AutoregressiveGenerator, ConvSequenceEncoder
 
 
-class SeqGDEModule(BaseModuleClass):
+class SeqGDEModule(SetModule):
     """Set encoder of token sequences + autoregressive generator; the loss is the generator's NLL.
 
     Parameters
@@ -44,25 +46,6 @@ class SeqGDEModule(BaseModuleClass):
     def encoder_input(x: Tensor) -> Tensor:
         """Tokens as integers (readers return ``uint8``)."""
         return x.long()
-
-    @auto_move_data
-    def embed(self, x: Tensor, weights: Tensor | None = None) -> Tensor:
-        """Set vectors ``(B, L)`` of token sets ``x (B, m, max_length)``."""
-        return self.encoder(self.encoder_input(x), weights)
-
-    def _get_inference_input(self, tensors: dict[str, Tensor]) -> dict:
-        return {"x": tensors["X"], "weights": tensors.get("weights")}
-
-    def inference(self, x: Tensor, weights: Tensor | None = None) -> dict[str, Tensor]:
-        """Encode the sets of the batch."""
-        return {"z": self.encoder(self.encoder_input(x), weights)}
-
-    def _get_generative_input(self, tensors, inference_outputs) -> dict:
-        return {}
-
-    def generative(self) -> dict:
-        """Nothing to do: the generator's loss is computed directly in :meth:`loss`."""
-        return {}
 
     def loss(self, tensors, inference_outputs, generative_outputs, **kwargs) -> LossOutput:
         """Per-token negative log-likelihood of the sets' sequences under their own set vectors."""
