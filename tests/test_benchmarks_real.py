@@ -83,3 +83,14 @@ def test_defaults_quick(shared_file, keep_threads, capsys):
     assert {"GDE (default model)", "pseudobulk (PCA mean)"} <= set(out["c"]["table"].index)
     assert "set means" in out["d"]["table"].index
     assert "beats every baseline" in capsys.readouterr().out
+
+
+def test_kang_support_quick(shared_file, keep_threads):
+    """Every support handling is scored beside the baselines; only the raw flow has negative entries."""
+    shared_file("kang2018_ifnb", "kang2018_valid.h5ad")
+    table = _load("kang_support").main(["--quick"])["table"]
+    assert table.loc["raw flow output", "negative entries"] > 0
+    ours = table.loc[[i for i in table.index if not i.startswith("baseline")]]
+    assert (ours.drop(index="raw flow output")["negative entries"] == 0).all()
+    assert np.isfinite(table["E-distance"].to_numpy(float)).all()
+    assert "baseline: perturbation mean" in table.index
