@@ -6,6 +6,7 @@ numbers in ``docs/benchmarks.md`` do not move when the library's defaults change
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import inspect
 import logging
@@ -247,3 +248,21 @@ def machine() -> str:
     import torch
 
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def run_cli(doc: str, run, argv: list[str] | None, quick_help: str, add_arguments=None) -> dict:
+    """A benchmark's command line (``--quick``, ``--seed``, ``--threads``, ``add_arguments``): run quietly, print."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    with quiet(), pinned_threads(args.threads):
+        result = run(args)
+    result["wall_s"] = time.perf_counter() - start
+    print(result["markdown"])
+    print(f"\nWall time: {result['wall_s']:.0f} s")
+    return result

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
 from scipy import sparse
 
-from benchmarks import _common
 from scgde.seq import N_SPECIAL, get_alphabet
 
 
@@ -43,21 +39,3 @@ def set_spectra(sequences, set_codes: np.ndarray, k: int) -> np.ndarray:
     )
     pooled = (member @ counts).toarray()
     return pooled / np.maximum(pooled.sum(1, keepdims=True), 1)
-
-
-def run_cli(doc: str, run, argv: list[str] | None, quick_help: str, add_arguments=None) -> dict:
-    """The command line of the sequence benchmarks: parse, run quietly on pinned threads, print the tables."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=quick_help)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    if add_arguments is not None:
-        add_arguments(parser)
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    with _common.quiet(), _common.pinned_threads(args.threads):
-        result = run(args)
-    result["wall_s"] = time.perf_counter() - start
-    print(result["markdown"])
-    print(f"\nWall time: {result['wall_s']:.0f} s")
-    return result

@@ -105,26 +105,17 @@ def run(args: argparse.Namespace) -> dict:
             f"### Support of generated log-expression: Kang 2018, held-out {args.held_out} (stimulated)",
             f"Command: `{command} --seed {args.seed}`. Machine: {_common.machine()}, {args.threads} torch "
             f"thread(s). Default GDE, training {train_s:.0f} s; {n} cells per prediction.",
-            _common.markdown_table(table.fillna(np.nan)),
+            _common.markdown_table(table),
         ]
     )
     return {"markdown": markdown, "table": table, "train_s": train_s}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--held-out", default="CD4T", help="cell type whose stimulated cells are held out")
-    parser.add_argument("--quick", action="store_true", help="300 genes and 6 steps, for the test suite")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    with _common.quiet(), _common.pinned_threads(args.threads):
-        result = run(args)
-    result["wall_s"] = time.perf_counter() - start
-    print(result["markdown"])
-    print(f"\nWall time: {result['wall_s']:.0f} s")
-    return result
+    def held_out(parser):
+        parser.add_argument("--held-out", default="CD4T", help="cell type whose stimulated cells are held out")
+
+    return _common.run_cli(__doc__, run, argv, "300 genes and 6 steps, for the test suite", held_out)
 
 
 if __name__ == "__main__":

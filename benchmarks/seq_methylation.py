@@ -31,7 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import scgde
 from benchmarks import _common
-from benchmarks._seq import run_cli, set_spectra
+from benchmarks._seq import set_spectra
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "methylation_reads_methylbert"
 TITLE = "Bisulfite read sets (methylation): tumour vs normal from 8-read sets, held-out reads"
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_cli(__doc__, run, argv, "16 reads per region x sample and a few steps")
+    return _common.run_cli(__doc__, run, argv, "16 reads per region x sample and a few steps")
 
 
 if __name__ == "__main__":

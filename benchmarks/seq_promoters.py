@@ -34,7 +34,7 @@ from sklearn.linear_model import RidgeCV
 
 import scgde
 from benchmarks import _common
-from benchmarks._seq import kmer_frequencies, run_cli, set_spectra
+from benchmarks._seq import kmer_frequencies, set_spectra
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "yeast_promoters_dream" / "demo_train.txt"
 TITLE = "Yeast promoters (GPRA, Fig. 8): expression-quantile windows, top bins held out"
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_cli(
+    return _common.run_cli(
         __doc__,
         run,
         argv,

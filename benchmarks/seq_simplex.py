@@ -28,7 +28,7 @@ from scipy.stats import pearsonr, spearmanr
 
 import scgde
 from benchmarks import _common
-from benchmarks._seq import run_cli, set_spectra
+from benchmarks._seq import set_spectra
 
 TITLE = "DNA simplex (Fig. 3, DNA-multinomial): latent geometry and generated composition, 55-point grid"
 SIZES = {
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_cli(__doc__, run, argv, "tiny sizes, for the test suite")
+    return _common.run_cli(__doc__, run, argv, "tiny sizes, for the test suite")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from ._samplers import (
     make_sampler,
     prescribed_mixture,
 )
-from ._sets import SET_NAME_SEP, SetIndex, as_key_list, set_labels, split_sets
+from ._sets import SET_NAME_SEP, SetIndex, as_key_list, n_training_sets, set_labels, split_sets
 from ._stream import GeneOrder, SetChunks, default_chunk_size, pca_coordinates
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "as_key_list",
     "default_chunk_size",
     "make_sampler",
+    "n_training_sets",
     "pca_coordinates",
     "prescribed_mixture",
     "registered_set_labels",

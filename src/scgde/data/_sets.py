@@ -98,6 +98,12 @@ class SetIndex:
         return pos
 
 
+def n_training_sets(n_sets: int, train_size: float) -> int:
+    """How many of ``n_sets`` sets :func:`split_sets` trains on (at least one is left for validation)."""
+    n_train = max(1, int(round(train_size * n_sets)))
+    return min(n_train, n_sets - 1) if train_size < 1.0 else n_train
+
+
 def split_sets(codes: np.ndarray, train_size: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Split set codes (never cells) into training and validation sets.
 
@@ -106,7 +112,5 @@ def split_sets(codes: np.ndarray, train_size: float, rng: np.random.Generator) -
     if not 0.0 < train_size <= 1.0:
         raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
     codes = rng.permutation(np.asarray(codes))
-    n_train = max(1, int(round(train_size * len(codes))))
-    if train_size < 1.0:
-        n_train = min(n_train, len(codes) - 1)
+    n_train = n_training_sets(len(codes), train_size)
     return np.sort(codes[:n_train]), np.sort(codes[n_train:])

@@ -9,7 +9,7 @@ import numpy as np
 from scvi import settings
 from scvi.model.base import UnsupervisedTrainingMixin
 
-from scgde.data import SetDataSplitter, registered_sets, split_sets, uses_auto_kernel
+from scgde.data import SetDataSplitter, n_training_sets, registered_sets, uses_auto_kernel
 
 from ._supervision import check_label_training
 from ._validate import check_choice
@@ -141,7 +141,7 @@ class TrainMixin(UnsupervisedTrainingMixin):
         if batches_per_epoch is None:
             batches_per_epoch = max(10, math.ceil(n_train_cells / (sets_per_batch * cells_per_set)))
         if max_epochs is None:
-            n_train_sets = len(split_sets(np.arange(len(sizes)), train_size, np.random.default_rng(0))[0])
+            n_train_sets = n_training_sets(len(sizes), train_size)
             labelled = getattr(self.module, "label_head", None) is not None
             few_sets = kernel == "auto" and uses_auto_kernel(n_train_sets, mixer, window, labelled)
             steps = self._default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)

@@ -95,6 +95,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         state = self.adata_manager.get_state_registry(SEQUENCE_KEY)
         self.alphabet = get_alphabet(state["alphabet"])
         self.max_length = int(state["max_length"])
+        self._unknown = state["unknown"]
         self.module = self._module_cls(
             n_tokens=self.alphabet.n_tokens,
             max_length=self.max_length,
@@ -208,8 +209,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         key = self.adata_manager.data_registry[SEQUENCE_KEY].attr_key
         if key not in adata.obs.columns:
             raise KeyError(f"adata.obs has no {key!r} column: the model reads its sequences from there.")
-        state = self.adata_manager.get_state_registry(SEQUENCE_KEY)
-        return SequenceReader(adata.obs[key], self.alphabet, self.max_length, state["unknown"])
+        return SequenceReader(adata.obs[key], self.alphabet, self.max_length, self._unknown)
 
     # ------------------------------------------------------------------ generation
     @torch.inference_mode()
@@ -291,7 +291,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
             One set name or embedding for all sequences, or one per sequence (names, or a
             DataFrame/array with one row per sequence).
         """
-        tokens, _ = self.alphabet.encode(list(sequences), self.max_length, self._reader_unknown())
+        tokens, _ = self.alphabet.encode(list(sequences), self.max_length, self._unknown)
         if not isinstance(sets, str) and not isinstance(sets, pd.DataFrame | np.ndarray):
             names = [str(s) for s in sets]  # one set name per sequence
             emb = self._as_embeddings(list(dict.fromkeys(names))).loc[names].to_numpy()
@@ -307,6 +307,3 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
             for i in range(0, len(tokens), 1024)
         ]
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
-
-    def _reader_unknown(self) -> str:
-        return self.adata_manager.get_state_registry(SEQUENCE_KEY)["unknown"]
