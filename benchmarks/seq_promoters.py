@@ -10,11 +10,17 @@ baselines from the same run:
   the training bins) and (ii) a ridge readout trained on the training bins, on the held-out top bins and on all bins;
 - single sequences embedded as sets of one and projected onto that component: Spearman with their own expression
   (the paper's Fig. 8);
-- promoters generated from each bin's vector, scored by a 4-mer ridge model of expression fitted on real training
-  promoters: Spearman between the bin index and the mean predicted expression of the generated promoters.
+- promoters generated from each bin's vector (classifier-free guidance weights 0, 1 and 3), scored by a 4-mer ridge
+  model of expression fitted on real training promoters: Spearman between the bin index and the mean predicted
+  expression of the generated promoters;
+- motif hits (JASPAR 2024 CORE fungi PWMs, log2-odds > 5 on the forward strand, the paper's rule) of generated
+  against real promoters, bin by bin: total variation between the histograms of hits per promoter, the correlation of
+  per-motif hit rates, and the correlation of each bin's departure from the average motif profile (the part of the
+  motif content that the conditioning must supply).
 
-Baselines: each bin's mean 4-mer spectrum (the same readouts), the untrained encoder and generator, and real
-promoters of each bin scored by the same expression model (the ceiling for generation).
+Baselines: each bin's mean 4-mer spectrum (the same readouts), the untrained encoder and generator, real promoters of
+each bin scored by the same expression model (the ceiling for generation; for motifs, one random half of each bin's
+real promoters against the other half), and, for motifs, all real promoters pooled (no conditioning).
 
 Usage: python -m benchmarks.seq_promoters [--quick] [--seed 0] [--threads 1] [--path demo_train.txt]
 """
@@ -40,6 +46,38 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "yeast_p
 TITLE = "Yeast promoters (GPRA, Fig. 8): expression-quantile windows, top bins held out"
 SCAFFOLD = (17, 13)  # constant 5' and 3' flanks of every promoter
 N_BINS, N_HELD_OUT, K = 40, 8, 4
+GUIDANCE_WEIGHTS = (0.0, 1.0, 3.0)
+MOTIF_THRESHOLD = 5.0  # the paper's hit rule: log2-odds score above 5 on the forward strand
+
+
+def load_motifs() -> dict:
+    """JASPAR 2024 CORE fungi PWMs (``pyjaspar``; the paper used YeTFaSCo, which does not ship offline)."""
+    return scgde.seq.jaspar_motifs(tax_group="fungi")
+
+
+def motif_profile(hits: pd.DataFrame, codes: np.ndarray) -> np.ndarray:
+    """Mean hits per sequence of each motif, per bin: ``(N_BINS, n_motifs)``."""
+    return hits.groupby(codes).mean().reindex(range(N_BINS)).to_numpy()
+
+
+def motif_agreement(profile, real_profile, total, codes, real_total, real_codes) -> dict:
+    """How well generated motif counts match real ones, bin by bin."""
+    tv = []
+    for b in range(N_BINS):
+        a, r = np.asarray(total)[codes == b], np.asarray(real_total)[real_codes == b]
+        top = int(max(a.max(initial=0), r.max(initial=0))) + 1
+        tv.append(0.5 * np.abs(np.bincount(a, minlength=top) / len(a) - np.bincount(r, minlength=top) / len(r)).sum())
+    mean_total = [np.asarray(total)[codes == b].mean() for b in range(N_BINS)]
+    real_mean_total = [np.asarray(real_total)[real_codes == b].mean() for b in range(N_BINS)]
+    centred = profile - profile.mean(0)
+    real_centred = real_profile - real_profile.mean(0)
+    return {
+        "motif hits per promoter": float(np.mean(mean_total)),
+        "TV of hit-count histograms, mean over bins": float(np.mean(tv)),
+        "Pearson over motifs of hit rates": float(np.corrcoef(profile.mean(0), real_profile.mean(0))[0, 1]),
+        "Pearson over bins x motifs of the bin effect": float(np.corrcoef(centred.ravel(), real_centred.ravel())[0, 1]),
+        "Spearman over bins of mean hits": spearmanr(mean_total, real_mean_total).statistic,
+    }
 
 
 def load(path: Path, quick: bool, seed: int):
@@ -130,26 +168,57 @@ def run(args: argparse.Namespace) -> dict:
 
     # generation: expression of generated promoters, by a k-mer model fitted on real training promoters
     n_gen = 20 if args.quick else 100
+    motifs = load_motifs()
+    real_codes = adata.obs["bin_index"].to_numpy()
+    real_hits = scgde.seq.motif_counts(adata.obs["sequence"], motifs, threshold=MOTIF_THRESHOLD)
+    real_profile = motif_profile(real_hits, real_codes)
     gen_rows = {}
-    for name, m in (("GDE (SeqGDE, window prior)", model), ("untrained model", untrained)):
+    samplers = [(f"GDE (SeqGDE, window prior), guidance {w:g}", model, w) for w in GUIDANCE_WEIGHTS]
+    for name, m, w in [*samplers, ("untrained model", untrained, 0.0)]:
         emb = bin_embeddings(m)
-        gen = m.generate(emb, n_samples=n_gen)
+        gen = m.generate(emb, n_samples=n_gen, guidance=w)
+        codes = gen.obs["set"].cat.codes.to_numpy()
         pred = expr_model.predict(kmer_frequencies(gen.obs["sequence"], K))
-        per_bin = pd.Series(pred).groupby(gen.obs["set"].cat.codes.to_numpy()).mean().to_numpy()
-        lengths = gen.obs["sequence"].str.len()
+        per_bin = pd.Series(pred).groupby(codes).mean().to_numpy()
+        hits = scgde.seq.motif_counts(gen.obs["sequence"], motifs, threshold=MOTIF_THRESHOLD)
         gen_rows[name] = {
             "Spearman(bin, predicted expression), all bins": spearmanr(index, per_bin).statistic,
             "same, held-out bins": spearmanr(index[held], per_bin[held]).statistic,
-            "mean length": float(lengths.mean()),
+            "mean length": float(gen.obs["sequence"].str.len().mean()),
+            **motif_agreement(
+                motif_profile(hits, codes), real_profile, hits.sum(1), codes, real_hits.sum(1), real_codes
+            ),
         }
-    real_pred = pd.Series(expr_model.predict(kmer_frequencies(adata.obs["sequence"], K))).groupby(
-        adata.obs["bin_index"].to_numpy()
-    )
+    real_pred = pd.Series(expr_model.predict(kmer_frequencies(adata.obs["sequence"], K))).groupby(real_codes)
     real_bins = real_pred.mean().to_numpy()
-    gen_rows["real promoters of each bin (ceiling)"] = {
+    # the ceiling: half of each bin's real promoters against the other half
+    half = np.random.default_rng(args.seed).random(adata.n_obs) < 0.5
+    gen_rows["real promoters of each bin (ceiling; motifs: one half vs the other)"] = {
         "Spearman(bin, predicted expression), all bins": spearmanr(index, real_bins).statistic,
         "same, held-out bins": spearmanr(index[held], real_bins[held]).statistic,
         "mean length": float(adata.obs["sequence"].str.len().mean()),
+        **motif_agreement(
+            motif_profile(real_hits[half], real_codes[half]),
+            motif_profile(real_hits[~half], real_codes[~half]),
+            real_hits[half].sum(1),
+            real_codes[half],
+            real_hits[~half].sum(1),
+            real_codes[~half],
+        ),
+    }
+    # no conditioning: every bin gets the pooled real promoters of all bins
+    gen_rows["all real promoters pooled (no conditioning)"] = {
+        "Spearman(bin, predicted expression), all bins": np.nan,
+        "same, held-out bins": np.nan,
+        "mean length": float(adata.obs["sequence"].str.len().mean()),
+        **motif_agreement(
+            np.repeat(real_hits.to_numpy().mean(0, keepdims=True), N_BINS, 0),
+            real_profile,
+            np.tile(real_hits.sum(1).to_numpy(), N_BINS),
+            np.repeat(np.arange(N_BINS), adata.n_obs),
+            real_hits.sum(1),
+            real_codes,
+        ),
     }
     gen_table = pd.DataFrame(gen_rows).T
     gen_table.index.name = "promoters"

@@ -29,6 +29,7 @@ from scipy.stats import pearsonr, spearmanr
 import scgde
 from benchmarks import _common
 from benchmarks._seq import set_spectra
+from scgde.seq._model import GUIDANCE
 
 TITLE = "DNA simplex (Fig. 3, DNA-multinomial): latent geometry and generated composition, 55-point grid"
 SIZES = {
@@ -45,9 +46,9 @@ def mean_one_hot(adata) -> np.ndarray:
     return pd.DataFrame(one_hot).groupby(adata.obs["set"].cat.codes.to_numpy()).mean().to_numpy()
 
 
-def generated_composition(model, emb: pd.DataFrame, patterns, n: int) -> tuple[np.ndarray, float]:
+def generated_composition(model, emb: pd.DataFrame, patterns, n: int, **options) -> tuple[np.ndarray, float]:
     """Source proportions of ``n`` sequences generated per embedding, and the fraction that repeat a pattern."""
-    gen = model.generate(emb, n_samples=n)
+    gen = model.generate(emb, n_samples=n, **options)
     source = scgde.datasets.dna_simplex_sources(list(gen.obs["sequence"]), patterns)
     sets = gen.obs["set"].cat.codes.to_numpy()
     props = np.stack([np.bincount(source[sets == i][source[sets == i] >= 0], minlength=3) for i in range(len(emb))])
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> dict:
     train_s = time.perf_counter() - start
     emb = model.get_set_representation(test, set_key="set", progress_bar=False)
     props, valid = generated_composition(model, emb, patterns, size["n_generate"])
+    guided_props, guided_valid = generated_composition(model, emb, patterns, size["n_generate"], guidance=3.0)
     reps = {
         "GDE latent (default SeqGDE)": emb.to_numpy(),
         "untrained encoder": untrained_emb.to_numpy(),
@@ -92,7 +94,14 @@ def run(args: argparse.Namespace) -> dict:
     geometry.index.name = "representation"
     generation = pd.DataFrame(
         {
-            "GDE (default SeqGDE)": {"valid sequences": valid, "composition MAE": np.abs(props - grid).mean()},
+            f"GDE (default SeqGDE: guidance {GUIDANCE:g})": {
+                "valid sequences": valid,
+                "composition MAE": np.abs(props - grid).mean(),
+            },
+            "GDE, guidance 3": {
+                "valid sequences": guided_valid,
+                "composition MAE": np.abs(guided_props - grid).mean(),
+            },
             "untrained model": {
                 "valid sequences": untrained_valid,
                 "composition MAE": np.abs(untrained_props - grid).mean(),
@@ -106,7 +115,8 @@ def run(args: argparse.Namespace) -> dict:
         "GDE_r": geometry.iloc[0, 0],
         "untrained_r": geometry.iloc[1, 0],
         "MAE": generation.iloc[0, 1],
-        "MAE_untrained": generation.iloc[1, 1],
+        "MAE_guided": generation.iloc[1, 1],
+        "MAE_untrained": generation.iloc[2, 1],
         "valid": valid,
         "train_s": train_s,
     }

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import os
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,3 +48,44 @@ def gaussian_sets():
     import scgde
 
     return scgde.datasets.synthetic_mvn(n_sets=40, set_size=60, dim=3, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """Requests to the local test servers never go through a proxy (and tests never reach the internet)."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving ``tmp_path / "remote"``; ``hits`` lists the requested paths."""
+    root = tmp_path / "remote"
+    root.mkdir()
+    hits: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def do_GET(self):
+            hits.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    state = {"running": True}
+
+    def stop():
+        if state["running"]:
+            httpd.shutdown()
+            httpd.server_close()
+            state["running"] = False
+
+    yield SimpleNamespace(root=root, url=f"http://127.0.0.1:{httpd.server_address[1]}/", hits=hits, stop=stop)
+    stop()

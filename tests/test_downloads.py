@@ -5,9 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import threading
 import warnings
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,46 +22,6 @@ from scgde.datasets._downloads import DOWNLOADS, REGISTRY, registry_table
 
 def _sha256(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving ``tmp_path / "remote"``; ``hits`` lists the requested paths."""
-    root = tmp_path / "remote"
-    root.mkdir()
-    hits: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def do_GET(self):
-            hits.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state = {"running": True}
-
-    def stop():
-        if state["running"]:
-            httpd.shutdown()
-            httpd.server_close()
-            state["running"] = False
-
-    yield SimpleNamespace(root=root, url=f"http://127.0.0.1:{httpd.server_address[1]}/", hits=hits, stop=stop)
-    stop()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -347,7 +305,7 @@ def test_perturbseq_argument_errors(tmp_path):
 
 def test_registry_entries():
     lengths = {"sha256": 64, "md5": 32}
-    assert set(REGISTRY) == {"weinreb2020", "replogle2022_k562_essential", "norman2019", "kang2018"}
+    assert set(REGISTRY) == {"weinreb2020", "replogle2022_k562_essential", "norman2019", "kang2018", "gpra2020"}
     for files in REGISTRY.values():
         for entry in files.values():
             assert str(entry["url"]).startswith("https://")
@@ -356,10 +314,10 @@ def test_registry_entries():
                 alg, hexdigest = str(entry["known_hash"]).split(":")
                 assert len(hexdigest) == lengths[alg] and int(hexdigest, 16) >= 0
             assert entry["hash_source"]
-    # only the 2 GB LARRY matrix has no recorded checksum (trust on first use)
+    # only the 2 GB LARRY matrix and GEO's GPRA tables have no recorded checksum (trust on first use)
     unchecked = [(d, k) for d, files in REGISTRY.items() for k, e in files.items() if e["known_hash"] is None]
-    assert unchecked == [("weinreb2020", "counts")]
-    assert registry_table().shape == (7, 4)
+    assert unchecked == [("weinreb2020", "counts"), *(("gpra2020", c) for c in ("Gal", "Gly", "pTpA", "Abf1TATA"))]
+    assert registry_table().shape == (11, 4)
     # one pooch registry holds every file, with the same checksum and URL
     expected = {f"{d}/{e['fname']}": e for d, files in REGISTRY.items() for e in files.values()}
     assert set(DOWNLOADS.registry) == set(expected)

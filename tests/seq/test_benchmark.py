@@ -21,7 +21,10 @@ def test_seq_promoters_quick():
 
     result = seq_promoters.main(["--quick", "--seed", "0"])
     assert {"untrained encoder", "mean 4-mer spectrum"} <= set(result["ordering"].index)
-    assert "real promoters of each bin (ceiling)" in result["generation"].index
+    generation = result["generation"]
+    assert "real promoters of each bin (ceiling; motifs: one half vs the other)" in generation.index
+    assert "all real promoters pooled (no conditioning)" in generation.index
+    assert generation["TV of hit-count histograms, mean over bins"].between(0, 1).all()
     assert all(math.isfinite(v) for v in result["metrics"].values())
 
 
@@ -32,3 +35,14 @@ def test_seq_methylation_quick():
     table = result["table"]
     assert table.loc["region only (chance)", "ROC-AUC"] == 0.5  # the region alone carries no sample information
     assert table["ROC-AUC"].between(0, 1).all()
+
+
+def test_seq_spike_quick():
+    from benchmarks import seq_spike
+
+    result = seq_spike.main(["--quick", "--seed", "0"])
+    monthly, countries = result["monthly"], result["countries"]
+    assert {"mean one-hot (full proteins)", "training mean / majority class"} <= set(monthly.index)
+    assert (monthly["month MAE (months)"] > 0).all() and countries["country accuracy"].between(0, 1).all()
+    # the majority class is a real baseline: its accuracy is the share of the most common country
+    assert 0.2 < countries.loc["training mean / majority class", "country accuracy"] < 1

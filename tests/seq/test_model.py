@@ -192,3 +192,118 @@ def test_log_likelihood_prefers_the_conditioning_set():
     )
     high = list(adata.obs["sequence"][adata.obs["window"] == "s1"][:20])
     assert (model.log_likelihood(high, "s1") > model.log_likelihood(high, "s0")).mean() > 0.9
+
+
+class TokenBag(torch.nn.Module):
+    """A stand-in for a pretrained per-sequence model: mean letter embedding of the tokens."""
+
+    def __init__(self, n_tokens=8, width=6, n_features=None):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(n_tokens, width)
+        if n_features is not None:
+            self.n_features = n_features
+
+    def forward(self, tokens):
+        letters = (tokens >= N_SPECIAL).float()[..., None]
+        return (self.embedding(tokens) * letters).sum(1) / letters.sum(1).clamp_min(1)
+
+
+@pytest.fixture(scope="module")
+def hooked():
+    scvi.settings.seed = 0
+    adata = random_sets(n_sets=4, per_set=20)
+    scgde.seq.SeqGDE.setup_anndata(adata, set_key="window")
+    hook = TokenBag()
+    start = hook.embedding.weight.detach().clone()
+    model = scgde.seq.SeqGDE(adata, n_latent=4, element_encoder=hook, encoder_kwargs={"n_hidden": 16})
+    model.train(max_epochs=2, batches_per_epoch=2, enable_progress_bar=False)
+    return model, start
+
+
+def test_element_encoder_hook_trains_and_keeps_the_invariances(hooked):
+    model, start = hooked
+    hook = model.module.encoder.element_encoder
+    assert isinstance(model.module.encoder, scgde.seq.ElementFeatureEncoder)
+    assert not torch.allclose(hook.embedding.weight, start)  # the hook's weights are trained with the model
+    emb = model.get_set_representation(progress_bar=False)
+    np.testing.assert_allclose(model.get_set_representation(chunk_size=7, progress_bar=False), emb, atol=1e-5)
+    adata = model.adata
+    doubled = scgde.seq.sequences_to_adata(
+        list(adata.obs["sequence"])[::-1] * 2, obs=pd.DataFrame({"window": list(adata.obs["window"])[::-1] * 2})
+    )
+    got = model.get_set_representation(doubled, set_key="window", progress_bar=False).loc[emb.index]
+    np.testing.assert_allclose(got.to_numpy(), emb.to_numpy(), atol=1e-5)
+
+
+def test_element_encoder_hook_save_load_needs_the_network(hooked, tmp_path):
+    model, _ = hooked
+    model.save(tmp_path / "m", save_anndata=True)
+    with pytest.raises(ValueError, match=r"custom element encoder \(.*TokenBag\).*element_encoder="):
+        scgde.seq.SeqGDE.load(tmp_path / "m")
+    loaded = scgde.seq.SeqGDE.load(tmp_path / "m", element_encoder=TokenBag())
+    np.testing.assert_allclose(
+        loaded.get_set_representation(progress_bar=False), model.get_set_representation(progress_bar=False)
+    )
+    assert scgde.seq.SeqGDE._loading_element_encoder is None  # the handover does not leak into later models
+
+
+def test_frozen_element_encoder_stays_fixed_and_bad_hooks_are_named():
+    adata = random_sets(n_sets=3, per_set=10)
+    scgde.seq.SeqGDE.setup_anndata(adata, set_key="window")
+    hook = TokenBag(n_features=6).requires_grad_(False)
+    start = hook.embedding.weight.clone()
+    model = scgde.seq.SeqGDE(adata, n_latent=3, element_encoder=hook)
+    model.train(max_epochs=1, batches_per_epoch=2, enable_progress_bar=False)
+    assert torch.equal(hook.embedding.weight, start)
+    with pytest.raises(ValueError, match=r"tokens \(N, max_length\) to features"):
+        scgde.seq.SeqGDE(adata, element_encoder=torch.nn.Embedding(8, 4))  # (1, L, 4): not one vector per row
+    with pytest.raises(TypeError, match="element_encoder must be a torch.nn.Module"):
+        scgde.seq.SeqGDE(adata, element_encoder=lambda t: t)
+
+
+def randomise(module):
+    for p in module.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+
+
+def test_guidance_combines_conditional_and_unconditional_logits(monkeypatch):
+    torch.manual_seed(0)
+    gen = scgde.seq.AutoregressiveGenerator(n_tokens=8, max_length=6, n_cond=3, d_model=16, p_uncond=0.5).eval()
+    randomise(gen.prefix)  # its last layer starts at zero: the condition would change nothing yet
+    torch.nn.init.normal_(gen.null_cond)
+    z = torch.randn(2, 3)
+    seen = []
+    real_sample = scgde.seq._nn._nucleus_sample
+    monkeypatch.setattr(
+        scgde.seq._nn, "_nucleus_sample", lambda logits, p: seen.append(logits) or real_sample(logits, p)
+    )
+    gen.sample(z, 5, guidance=2.0, temperature=0.5)
+    # first letter: 3 x conditional - 2 x unconditional logits, then the temperature
+    bos = torch.full((10, 1), scgde.seq.BOS)
+    cond = gen._next_token_logits(z.repeat_interleave(5, 0), bos)[:, -1]
+    uncond = gen._next_token_logits(gen.null_cond.expand(10, 3), bos)[:, -1]
+    expected = (3 * cond - 2 * uncond) / 0.5
+    letters = slice(scgde.seq.EOS, None)
+    torch.testing.assert_close(seen[0][:, letters], expected[:, letters])
+    assert torch.isinf(seen[0][:, [PAD, scgde.seq.BOS]]).all()
+    with pytest.raises(ValueError, match="guidance must be >= 0"):
+        gen.sample(z, 2, guidance=-1.0)
+    plain = scgde.seq.AutoregressiveGenerator(n_tokens=8, max_length=6, n_cond=3, d_model=16)
+    with pytest.raises(ValueError, match="p_uncond > 0"):
+        plain.sample(z, 2, guidance=1.0)
+
+
+def test_condition_dropout_uses_the_null_condition_in_training():
+    torch.manual_seed(0)
+    gen = scgde.seq.AutoregressiveGenerator(n_tokens=8, max_length=5, n_cond=3, d_model=16, p_uncond=0.999, dropout=0)
+    randomise(gen.prefix)
+    x = torch.randint(N_SPECIAL, 8, (2, 4, 5))
+    z = torch.randn(2, 3)
+    gen.train()
+    torch.manual_seed(0)
+    dropped = gen.loss(x, z)
+    torch.manual_seed(0)
+    null = gen.loss(x, torch.zeros_like(z) + gen.null_cond)  # every sequence sees the null condition either way
+    torch.testing.assert_close(dropped, null)
+    gen.eval()
+    assert not torch.allclose(gen.loss(x, z), null)  # evaluation never drops the condition

@@ -2,11 +2,13 @@
 
 from ._digits import digits_mixtures, digits_split_indices
 from ._downloads import ChecksumError, kang2018, norman2019, replogle2022_k562_essential, weinreb2020
+from ._gpra import gpra2020, read_promoter_table
 from ._pbmc import pbmc_composition_sets
 from ._perturbation import synthetic_perturbseq, synthetic_perturbseq_truth
 from ._sequences import dna_patterns, dna_simplex_sources, synthetic_dna_simplex
 from ._supervision import synthetic_donors
 from ._synthetic import simplex_grid, synthetic_gmm, synthetic_multinomial, synthetic_mvn, synthetic_poisson
+from ._viral import nextstrain_spike_sets, read_gisaid_spike, spike_variant_sets
 
 __all__ = [
     "ChecksumError",
@@ -14,11 +16,16 @@ __all__ = [
     "dna_patterns",
     "dna_simplex_sources",
     "digits_split_indices",
+    "gpra2020",
     "kang2018",
+    "nextstrain_spike_sets",
     "norman2019",
     "pbmc_composition_sets",
+    "read_gisaid_spike",
+    "read_promoter_table",
     "replogle2022_k562_essential",
     "simplex_grid",
+    "spike_variant_sets",
     "synthetic_dna_simplex",
     "synthetic_donors",
     "synthetic_gmm",

@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 _KLEIN = "https://kleintools.hms.harvard.edu/paper_websites/state_fate2020/"
 _SCPERTURB = "https://zenodo.org/records/10044268/files/"
 _SCGEN_COMMIT = "dd7e178f9b42b9dfef9eb18d0da4b8e3caea4cf7"
+#: GEO's folder of the GPRA series' supplementary files
+GEO_GPRA = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE104nnn/GSE104878/suppl/"
 
 #: Every downloadable file: ``{dataset: {file key: {"fname", "url", "known_hash", "hash_source"}}}``.
 #: ``known_hash`` is ``"sha256:<hex>"`` or ``"md5:<hex>"``, or ``None`` when no checksum is published for
@@ -110,6 +112,26 @@ REGISTRY: dict[str, dict[str, dict[str, str | None]]] = {
             "known_hash": "sha256:83f89f5356a4c01f65bbcee225eb45d8d8b13b6c962724431a26c1bf568ff09e",
             "hash_source": "SHA256 of the copy in the project's shared data (the scGen authors publish none)",
         },
+    },
+    # de Boer et al. 2020 (Nat. Biotechnol.), GPRA random yeast promoters, GEO GSE104878 supplementary tables, one
+    # per condition. File names as downloaded from these URLs by several public code bases (the authors' analysis
+    # scripts use them without the `GSE104878_` prefix); not checked against GEO's own listing, which could not be
+    # reached when this was written. GEO publishes no checksums.
+    "gpra2020": {
+        condition: {
+            "fname": fname,
+            "url": GEO_GPRA + fname,
+            "known_hash": None,
+            "hash_source": "none published by GEO: trust on first use",
+        }
+        for condition, fname in {
+            # the GDE paper's conditions: galactose and glycerol as carbon source, pTpA scaffold
+            "Gal": "GSE104878_20161024_average_promoter_ELs_per_seq_3p1E7_Gal_ALL.shuffled.txt.gz",
+            "Gly": "GSE104878_20161024_average_promoter_ELs_per_seq_3p1E7_Gly_ALL.shuffled.txt.gz",
+            # the main experiments (glucose), pTpA and Abf1TATA scaffolds
+            "pTpA": "GSE104878_20160609_average_promoter_ELs_per_seq_pTpA_ALL.shuffled.txt.gz",
+            "Abf1TATA": "GSE104878_20160609_average_promoter_ELs_per_seq_Abf1TATA_ALL.shuffled.txt.gz",
+        }.items()
     },
 }
 
@@ -192,13 +214,29 @@ def _trust_on_first_use(file: Path, url: str) -> None:
         )
 
 
-def _fetch(dataset: str, key: str, *, path: str | Path | None, url: str | None, known_hash: str | None) -> Path:
-    """Download one registered file (or take it from the cache) and verify it; return its local path."""
-    entry = REGISTRY[dataset][key]
-    fname = str(entry["fname"])
+def _fetch(
+    dataset: str,
+    key: str,
+    *,
+    path: str | Path | None,
+    url: str | None,
+    known_hash: str | None,
+    fname: str | None = None,
+) -> Path:
+    """Download one registered file (or take it from the cache) and verify it; return its local path.
+
+    ``fname`` replaces the registered file name (a renamed upstream file): it is then fetched from the same folder
+    of the registered URL unless ``url`` is given, and has no registered checksum.
+    """
     name = _registry_name(dataset, key)
     source = url if url is not None else DOWNLOADS.urls[name]
     expected = DOWNLOADS.registry[name] if known_hash == _FROM_REGISTRY else known_hash
+    if fname is None:
+        fname = str(REGISTRY[dataset][key]["fname"])
+    else:
+        source = url if url is not None else source.rsplit("/", 1)[0] + "/" + fname
+        expected = None if known_hash == _FROM_REGISTRY else known_hash
+        name = f"{dataset}/{fname}"
     # the one registry, with this call's cache folder, mirror and checksum
     store = pooch.Pooch(
         path=_cache_dir(path),

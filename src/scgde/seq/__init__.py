@@ -9,7 +9,8 @@ from ._data import SeqSetDataSplitter, SequenceObsField, SequenceReader
 from ._io import bisulfite_convert, expand_pat, read_fasta, read_fastq, read_pat, sequences_to_adata, translate
 from ._model import SeqGDE
 from ._module import SeqGDEModule
-from ._nn import AutoregressiveGenerator, ConvSequenceEncoder
+from ._motifs import jaspar_motifs, motif_counts, motif_hits_per_set, motif_scores, pwm_log_odds, read_motifs
+from ._nn import AutoregressiveGenerator, ConvSequenceEncoder, ElementFeatureEncoder
 
 __all__ = [
     "BOS",
@@ -19,6 +20,7 @@ __all__ = [
     "Alphabet",
     "AutoregressiveGenerator",
     "ConvSequenceEncoder",
+    "ElementFeatureEncoder",
     "SeqGDE",
     "SeqGDEModule",
     "SeqSetDataSplitter",
@@ -27,6 +29,12 @@ __all__ = [
     "bisulfite_convert",
     "expand_pat",
     "get_alphabet",
+    "jaspar_motifs",
+    "motif_counts",
+    "motif_hits_per_set",
+    "motif_scores",
+    "pwm_log_odds",
+    "read_motifs",
     "read_fasta",
     "read_fastq",
     "read_pat",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,11 @@ Generator = Literal["autoregressive"]
 SEQ_PASSES, SEQ_MIN_STEPS, SEQ_MAX_STEPS = 20, 600, 3000
 #: sequences per chunk when streaming (convolution maps dominate the memory)
 SEQ_CHUNK = 2048
+#: classifier-free guidance of :meth:`SeqGDE.generate` (the generator trains with 10% condition dropout). Off by
+#: default: guidance samples p(x | z)^(1+w) / p(x)^w, not the set's distribution; on the DNA simplex w = 3 tripled
+#: the composition error (0.145 against 0.047), while on promoters it made expression follow the bin more closely
+#: (Spearman 0.94 against 0.78)
+GUIDANCE = 0.0
 
 
 class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
@@ -60,6 +66,15 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         (:class:`~scgde.seq.AutoregressiveGenerator`).
     encoder_kwargs, generator_kwargs
         Their options, e.g. ``{"n_channels": 64}`` or ``{"d_model": 128, "n_layers": 4}``.
+    element_encoder
+        Optional per-element network used instead of the convolutions, e.g. a protein language
+        model loaded from local weights: a :class:`torch.nn.Module` mapping token rows
+        ``(N, max_length)`` (``PAD`` 0, ``BOS`` 1, ``EOS`` 2, then the letters of
+        :attr:`alphabet` from 3) to features ``(N, D)`` (``D`` from its ``n_features`` attribute or
+        one dry run). Its features feed a pooled-feedback set encoder
+        (:class:`~scgde.seq.ElementFeatureEncoder`; ``encoder_kwargs`` go to that set head). It
+        trains with the model unless frozen with ``element_encoder.requires_grad_(False)``. Its
+        weights are saved with the model; :meth:`load` needs the same network passed again.
 
     Examples
     --------
@@ -79,6 +94,8 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
     _module_cls = SeqGDEModule
     _training_plan_cls = GDETrainingPlan
     _data_splitter_cls = SeqSetDataSplitter
+    #: the network :meth:`load` hands to ``__init__`` (the saved model records only its class)
+    _loading_element_encoder: ClassVar[torch.nn.Module | None] = None
 
     def __init__(
         self,
@@ -88,10 +105,12 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         generator: Generator = "autoregressive",
         encoder_kwargs: dict | None = None,
         generator_kwargs: dict | None = None,
+        element_encoder: torch.nn.Module | None = None,
     ):
         super().__init__(adata)
         check_choice("encoder", encoder, Encoder)
         check_choice("generator", generator, Generator)
+        element_encoder = self._resolve_element_encoder(element_encoder)
         state = self.adata_manager.get_state_registry(SEQUENCE_KEY)
         self.alphabet = get_alphabet(state["alphabet"])
         self.max_length = int(state["max_length"])
@@ -102,12 +121,61 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
             n_latent=n_latent,
             encoder_kwargs=encoder_kwargs,
             generator_kwargs=generator_kwargs,
+            element_encoder=element_encoder,
         )
+        elements = "convolutions" if element_encoder is None else type(element_encoder).__name__
         self._model_summary_string = (
             f"SeqGDE model: {self.alphabet.name} sequences up to {self.max_length} letters, "
-            f"n_latent={n_latent}, sets from {self.set_key}."
+            f"n_latent={n_latent}, elements by {elements}, sets from {self.set_key}."
         )
         self.init_params_ = self._get_init_params(locals())
+        if element_encoder is not None:  # record the class, not the network (its weights are in the state dict)
+            kind = type(element_encoder)
+            self.init_params_["non_kwargs"]["element_encoder"] = f"{kind.__module__}.{kind.__qualname__}"
+
+    @classmethod
+    def _resolve_element_encoder(cls, element_encoder):
+        """The network itself; a class name comes from a saved model and needs the network from :meth:`load`."""
+        if element_encoder is None or isinstance(element_encoder, torch.nn.Module):
+            return element_encoder
+        if isinstance(element_encoder, str):
+            if cls._loading_element_encoder is None:
+                raise ValueError(
+                    f"This model was saved with a custom element encoder ({element_encoder}); pass the same "
+                    "network again: SeqGDE.load(dir_path, adata, element_encoder=<the torch.nn.Module>)."
+                )
+            return cls._loading_element_encoder
+        raise TypeError(f"element_encoder must be a torch.nn.Module or None, got {type(element_encoder).__name__}.")
+
+    @classmethod
+    def load(
+        cls,
+        dir_path: str | Path,
+        adata: AnnData | None = None,
+        element_encoder: torch.nn.Module | None = None,
+        **kwargs,
+    ) -> SeqGDE:
+        """Load a saved model (scvi-tools' :meth:`~scvi.model.base.BaseModelClass.load`).
+
+        Parameters
+        ----------
+        dir_path
+            Folder written by :meth:`save`.
+        adata
+            AnnData to attach (default: the one saved with ``save_anndata=True``).
+        element_encoder
+            The network the model was built with, if it had one (an instance of the same class;
+            its saved weights are loaded into it).
+        **kwargs
+            Passed on (``accelerator``, ``device``, ``prefix``, ...).
+        """
+        if element_encoder is not None and not isinstance(element_encoder, torch.nn.Module):
+            raise TypeError(f"element_encoder must be a torch.nn.Module, got {type(element_encoder).__name__}.")
+        previous, cls._loading_element_encoder = cls._loading_element_encoder, element_encoder
+        try:
+            return super().load(dir_path, adata=adata, **kwargs)
+        finally:
+            cls._loading_element_encoder = previous
 
     @classmethod
     @setup_anndata_dsp.dedent
@@ -221,6 +289,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         top_p: float = 1.0,
         max_length: int | None = None,
         batch_size: int = 512,
+        guidance: float = GUIDANCE,
     ) -> AnnData:
         """Generate sequences from sets or set embeddings.
 
@@ -239,6 +308,12 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
             Longest generated sequence (default: the model's ``max_length``).
         batch_size
             Sequences generated per network call (memory).
+        guidance
+            Classifier-free guidance weight ``w``: letters are drawn from ``(1 + w)`` times the
+            conditional minus ``w`` times the unconditional logits. ``0`` (default) samples the set's
+            own distribution; ``w > 0`` sharpens it towards what distinguishes the set from all
+            sets (promoters follow their expression bin more closely, but a mixture set's
+            proportions drift towards its dominant component).
 
         Returns
         -------
@@ -251,7 +326,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         self.module.eval()
         z_all = torch.as_tensor(emb.to_numpy(), dtype=torch.float32)
         per_call = max(1, batch_size // n_samples)
-        options = {"temperature": temperature, "top_p": top_p, "max_length": max_length}
+        options = {"temperature": temperature, "top_p": top_p, "max_length": max_length, "guidance": guidance}
         with torch.random.fork_rng():
             torch.manual_seed(self._seed())
             tokens = [

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import torch
 from scvi.module.base import LossOutput, auto_move_data
-from torch import Tensor
+from torch import Tensor, nn
 
 from scgde.module import SetModule
 
 from ._alphabet import N_SPECIAL
-from ._nn import AutoregressiveGenerator, ConvSequenceEncoder
+from ._nn import AutoregressiveGenerator, ConvSequenceEncoder, ElementFeatureEncoder
+
+#: condition dropout of the generator in training, so that sampling can use classifier-free guidance
+P_UNCOND = 0.1
 
 
 class SeqGDEModule(SetModule):
@@ -24,8 +27,12 @@ class SeqGDEModule(SetModule):
     n_latent
         Set-vector dimension.
     encoder_kwargs, generator_kwargs
-        Arguments of :class:`~scgde.seq._nn.ConvSequenceEncoder` and
-        :class:`~scgde.seq._nn.AutoregressiveGenerator`.
+        Arguments of :class:`~scgde.seq.ConvSequenceEncoder` (of the
+        :class:`~scgde.nn.ResNetEncoder` set head with an ``element_encoder``) and of
+        :class:`~scgde.seq.AutoregressiveGenerator`.
+    element_encoder
+        Optional per-element network, tokens ``(N, max_length)`` -> features ``(N, D)``, used
+        instead of the convolutions (:class:`~scgde.seq.ElementFeatureEncoder`).
     """
 
     def __init__(
@@ -35,11 +42,16 @@ class SeqGDEModule(SetModule):
         n_latent: int = 32,
         encoder_kwargs: dict | None = None,
         generator_kwargs: dict | None = None,
+        element_encoder: nn.Module | None = None,
     ):
         super().__init__()
         self.n_latent, self.max_length = n_latent, max_length
-        self.encoder = ConvSequenceEncoder(n_tokens - N_SPECIAL, max_length, n_latent, **(encoder_kwargs or {}))
-        self.generator = AutoregressiveGenerator(n_tokens, max_length, n_latent, **(generator_kwargs or {}))
+        if element_encoder is None:
+            self.encoder = ConvSequenceEncoder(n_tokens - N_SPECIAL, max_length, n_latent, **(encoder_kwargs or {}))
+        else:
+            self.encoder = ElementFeatureEncoder(element_encoder, max_length, n_latent, **(encoder_kwargs or {}))
+        generator_kwargs = {"p_uncond": P_UNCOND, **(generator_kwargs or {})}
+        self.generator = AutoregressiveGenerator(n_tokens, max_length, n_latent, **generator_kwargs)
         self.label_head = None  # the training plan's hook for set-label heads
 
     @staticmethod

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scgde.nn import MLP, ConditionalGenerator, SetEncoder
+from scgde.nn import MLP, ConditionalGenerator, ResNetEncoder, SetEncoder
 
 from ._alphabet import BOS, EOS, N_SPECIAL, PAD
 
@@ -98,6 +98,54 @@ class ConvSequenceEncoder(SetEncoder):
         return self.out(pooled)
 
 
+def element_feature_size(element_encoder: nn.Module, max_length: int) -> int:
+    """Width of ``element_encoder``'s output: its ``n_features`` attribute, else one dry run."""
+    size = getattr(element_encoder, "n_features", None)
+    if size is None:
+        probe = torch.full((1, max_length), PAD, dtype=torch.long)
+        probe[0, 0] = N_SPECIAL  # one letter: the shortest valid sequence
+        with torch.no_grad():
+            out = element_encoder(probe)
+        if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 1:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"element_encoder must map tokens (N, max_length) to features (N, n_features); "
+                f"it returned {shape} for one sequence."
+            )
+        size = out.shape[1]
+    return int(size)
+
+
+class ElementFeatureEncoder(SetEncoder):
+    """A user's per-element network (e.g. a local pretrained protein language model) + a set encoder.
+
+    ``element_encoder`` maps token rows ``(N, max_length)`` (the :mod:`scgde.seq` tokens: ``PAD``
+    0, ``BOS`` 1, ``EOS`` 2, letters from 3) to features ``(N, n_features)``; its parameters train
+    with the rest unless the user freezes them (``requires_grad_(False)``). The features feed the
+    pooled-feedback :class:`~scgde.nn.ResNetEncoder`, so the set vector stays a function of the
+    set's empirical distribution and streams exactly; the element network runs once per pooling
+    stage of each chunk.
+    """
+
+    def __init__(self, element_encoder: nn.Module, max_length: int, n_latent: int, **set_encoder_kwargs):
+        super().__init__(max_length, n_latent)
+        self.element_encoder = element_encoder
+        self.n_features = element_feature_size(element_encoder, max_length)
+        self.set_encoder = ResNetEncoder(self.n_features, n_latent, **set_encoder_kwargs)
+        self.n_stages = self.set_encoder.n_stages
+
+    def step(self, stage, x, state, pooled, seg):
+        # the state carries the element features, so later stages reuse them within a chunk
+        features = self.element_encoder(x.long()) if stage == 0 else state[:, : self.n_features]
+        h, values, logits = self.set_encoder.step(
+            stage, features, None if stage == 0 else state[:, self.n_features :], pooled, seg
+        )
+        return torch.cat([features, h], dim=1), values, logits
+
+    def head(self, pooled):
+        return self.set_encoder.head(pooled)
+
+
 class CausalBlock(nn.Module):
     """Pre-norm transformer block with causal self-attention and an optional key/value cache."""
 
@@ -105,7 +153,7 @@ class CausalBlock(nn.Module):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}.")
-        self.n_heads, self.dropout = n_heads, dropout
+        self.n_heads = n_heads
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
@@ -122,8 +170,9 @@ class CausalBlock(nn.Module):
             cache["k"], cache["v"] = k, v
         # a fresh sequence attends causally; new tokens after a cache attend to everything before them
         causal = k.shape[2] == t and t > 1
-        dropout = self.dropout if self.training else 0.0
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
+        # no dropout on the attention weights: it forces torch's materialised kernel (on CPU ~10x slower and
+        # O(T^2) memory for protein-length sequences); dropout acts on the residual branches instead
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         h = h + self.drop(self.proj(att.transpose(1, 2).reshape(n, t, d)))
         return h + self.drop(self.ff(self.norm2(h)))
 
@@ -154,6 +203,9 @@ class AutoregressiveGenerator(ConditionalGenerator):
         Dropout in the transformer layers.
     max_loss_elements
         Sequences per set that enter the loss (``None``: all).
+    p_uncond
+        Probability that a training sequence sees a learned null condition instead of its set
+        vector, so that :meth:`sample` can apply classifier-free guidance.
     """
 
     def __init__(
@@ -167,8 +219,13 @@ class AutoregressiveGenerator(ConditionalGenerator):
         n_prefix: int = 2,
         dropout: float = 0.1,
         max_loss_elements: int | None = 8,
+        p_uncond: float = 0.0,
     ):
         super().__init__(max_length, n_cond)
+        if not 0.0 <= p_uncond < 1.0:
+            raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}.")
+        self.p_uncond = p_uncond
+        self.null_cond = nn.Parameter(torch.zeros(n_cond))
         self.n_tokens, self.max_length, self.n_prefix = n_tokens, max_length, n_prefix
         self.max_loss_elements = max_loss_elements
         self.token_embedding = nn.Embedding(n_tokens, d_model)
@@ -227,7 +284,11 @@ class AutoregressiveGenerator(ConditionalGenerator):
         x, weights = self._subsample(x, weights)
         n_sets, m, length = x.shape
         inputs, targets = self._targets(x.reshape(-1, length))
-        logits = self._next_token_logits(z.repeat_interleave(m, dim=0), inputs)
+        cond = z.repeat_interleave(m, dim=0)
+        if self.training and self.p_uncond > 0:  # condition dropout per sequence, for classifier-free guidance
+            drop = torch.rand(len(cond), 1, device=cond.device) < self.p_uncond
+            cond = torch.where(drop, self.null_cond.expand_as(cond), cond)
+        logits = self._next_token_logits(cond, inputs)
         nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")
         per_sequence = (nll.sum(1) / (targets != PAD).sum(1)).view(n_sets, m)
         if weights is None:
@@ -243,24 +304,38 @@ class AutoregressiveGenerator(ConditionalGenerator):
         temperature: float = 1.0,
         top_p: float = 1.0,
         max_length: int | None = None,
+        guidance: float = 0.0,
     ) -> Tensor:
         """Draw ``n`` sequences per set vector: ``(B, n, max_length)`` tokens, ``PAD`` after ``EOS``.
 
         ``temperature`` scales the logits; ``top_p < 1`` samples from the smallest set of tokens
-        whose probability reaches ``top_p`` (nucleus sampling).
+        whose probability reaches ``top_p`` (nucleus sampling); ``guidance = w > 0`` samples from
+        ``(1 + w) * conditional - w * unconditional`` logits (classifier-free guidance; needs a
+        model trained with ``p_uncond > 0``).
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}.")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}.")
+        if guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {guidance}.")
+        if guidance > 0 and self.p_uncond == 0:
+            raise ValueError("guidance needs a generator trained with p_uncond > 0 (its null condition is untrained).")
         length = min(max_length or self.max_length, self.max_length)
         cond = z.repeat_interleave(n, dim=0)
-        tokens = cond.new_full((len(cond), 1), BOS, dtype=torch.long)
-        done = torch.zeros(len(cond), dtype=torch.bool, device=z.device)
+        n_rows = len(cond)
+        if guidance > 0:  # conditional and unconditional rows advance together on the same tokens
+            cond = torch.cat([cond, self.null_cond.expand_as(cond)])
+        tokens = cond.new_full((n_rows, 1), BOS, dtype=torch.long)
+        done = torch.zeros(n_rows, dtype=torch.bool, device=z.device)
         caches: list[dict] = [{} for _ in self.blocks]
         step_input = tokens
         for step in range(length + 1):
-            logits = self._next_token_logits(cond, step_input, caches)[:, -1] / temperature
+            both = step_input if guidance == 0 else torch.cat([step_input, step_input])
+            logits = self._next_token_logits(cond, both, caches)[:, -1]
+            if guidance > 0:
+                logits = (1 + guidance) * logits[:n_rows] - guidance * logits[n_rows:]
+            logits = logits / temperature
             logits[:, [PAD, BOS]] = -math.inf
             if step == length:  # the longest allowed sequence ends here
                 logits[:, N_SPECIAL:] = -math.inf
