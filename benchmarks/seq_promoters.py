@@ -16,11 +16,13 @@ baselines from the same run:
 - motif hits (JASPAR 2024 CORE fungi PWMs, log2-odds > 5 on the forward strand, the paper's rule) of generated
   against real promoters, bin by bin: total variation between the histograms of hits per promoter, the correlation of
   per-motif hit rates, and the correlation of each bin's departure from the average motif profile (the part of the
-  motif content that the conditioning must supply).
+  motif content that the conditioning must supply). Every sample is compared with a random half of each bin's real
+  promoters, with the same number of promoters per bin on both sides.
 
-Baselines: each bin's mean 4-mer spectrum (the same readouts), the untrained encoder and generator, real promoters of
-each bin scored by the same expression model (the ceiling for generation; for motifs, one random half of each bin's
-real promoters against the other half), and, for motifs, all real promoters pooled (no conditioning).
+Baselines: each bin's mean 4-mer spectrum (the same readouts), the untrained encoder and generator, the trained
+generator without the set vector (its null condition, learned through condition dropout), real promoters of
+each bin scored by the same expression model (the ceiling for generation; for motifs, the other half of each bin's
+real promoters), and, for motifs, real promoters drawn from all bins (no conditioning).
 
 Usage: python -m benchmarks.seq_promoters [--quick] [--seed 0] [--threads 1] [--path demo_train.txt]
 """
@@ -47,30 +49,33 @@ TITLE = "Yeast promoters (GPRA, Fig. 8): expression-quantile windows, top bins h
 SCAFFOLD = (17, 13)  # constant 5' and 3' flanks of every promoter
 N_BINS, N_HELD_OUT, K = 40, 8, 4
 GUIDANCE_WEIGHTS = (0.0, 1.0, 3.0)
+JASPAR_RELEASE = "JASPAR2024"
 MOTIF_THRESHOLD = 5.0  # the paper's hit rule: log2-odds score above 5 on the forward strand
 
 
 def load_motifs() -> dict:
     """JASPAR 2024 CORE fungi PWMs (``pyjaspar``; the paper used YeTFaSCo, which does not ship offline)."""
-    return scgde.seq.jaspar_motifs(tax_group="fungi")
+    return scgde.seq.jaspar_motifs(tax_group="fungi", release=JASPAR_RELEASE)
 
 
-def motif_profile(hits: pd.DataFrame, codes: np.ndarray) -> np.ndarray:
-    """Mean hits per sequence of each motif, per bin: ``(N_BINS, n_motifs)``."""
-    return hits.groupby(codes).mean().reindex(range(N_BINS)).to_numpy()
+def per_bin_sample(codes: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` random rows of each bin ``0 .. N_BINS - 1`` (rows coded -1 are never drawn)."""
+    return np.concatenate([rng.choice(np.flatnonzero(codes == b), n, replace=False) for b in range(N_BINS)])
 
 
-def motif_agreement(profile, real_profile, total, codes, real_total, real_codes) -> dict:
-    """How well generated motif counts match real ones, bin by bin."""
+def motif_agreement(hits, codes, real_hits, real_codes) -> dict:
+    """How well motif hits ``(n, n_motifs)`` of one sample of promoters match real ones, bin by bin."""
+    profile = pd.DataFrame(hits).groupby(codes).mean().reindex(range(N_BINS)).to_numpy()
+    real_profile = pd.DataFrame(real_hits).groupby(real_codes).mean().reindex(range(N_BINS)).to_numpy()
+    total, real_total = hits.sum(1).astype(int), real_hits.sum(1).astype(int)
     tv = []
     for b in range(N_BINS):
-        a, r = np.asarray(total)[codes == b], np.asarray(real_total)[real_codes == b]
+        a, r = total[codes == b], real_total[real_codes == b]
         top = int(max(a.max(initial=0), r.max(initial=0))) + 1
         tv.append(0.5 * np.abs(np.bincount(a, minlength=top) / len(a) - np.bincount(r, minlength=top) / len(r)).sum())
-    mean_total = [np.asarray(total)[codes == b].mean() for b in range(N_BINS)]
-    real_mean_total = [np.asarray(real_total)[real_codes == b].mean() for b in range(N_BINS)]
-    centred = profile - profile.mean(0)
-    real_centred = real_profile - real_profile.mean(0)
+    mean_total = [total[codes == b].mean() for b in range(N_BINS)]
+    real_mean_total = [real_total[real_codes == b].mean() for b in range(N_BINS)]
+    centred, real_centred = profile - profile.mean(0), real_profile - real_profile.mean(0)
     return {
         "motif hits per promoter": float(np.mean(mean_total)),
         "TV of hit-count histograms, mean over bins": float(np.mean(tv)),
@@ -170,55 +175,55 @@ def run(args: argparse.Namespace) -> dict:
     n_gen = 20 if args.quick else 100
     motifs = load_motifs()
     real_codes = adata.obs["bin_index"].to_numpy()
-    real_hits = scgde.seq.motif_counts(adata.obs["sequence"], motifs, threshold=MOTIF_THRESHOLD)
-    real_profile = motif_profile(real_hits, real_codes)
+    real_hits = scgde.seq.motif_counts(adata.obs["sequence"], motifs, threshold=MOTIF_THRESHOLD).to_numpy()
+    # motif readouts compare equal numbers of promoters per bin (histogram distances grow with sampling noise):
+    # each sample against a reference half of each bin's real promoters
+    rng = np.random.default_rng(args.seed)
+    half = rng.random(adata.n_obs) < 0.5
+    n_cmp = int(min(n_gen, *(min((real_codes[h] == b).sum() for h in (half, ~half)) for b in range(N_BINS))))
+    ref = per_bin_sample(np.where(half, real_codes, -1), n_cmp, rng)
+    reference = (real_hits[ref], real_codes[ref])
+
+    def motif_readouts(hits: np.ndarray, codes: np.ndarray) -> dict:
+        pick = per_bin_sample(codes, n_cmp, rng)
+        return motif_agreement(hits[pick], codes[pick], *reference)
+
     gen_rows = {}
     samplers = [(f"GDE (SeqGDE, window prior), guidance {w:g}", model, w) for w in GUIDANCE_WEIGHTS]
+    # the same trained generator without the set vector: its null condition (learned through condition dropout)
+    null = model.module.generator.null_cond.detach().cpu().numpy()
+    unconditional = pd.DataFrame(np.repeat(null[None], N_BINS, 0), index=adata.obs["bin"].cat.categories)
+    samplers.append(("GDE generator without the set vector (null condition)", model, 0.0))
     for name, m, w in [*samplers, ("untrained model", untrained, 0.0)]:
-        emb = bin_embeddings(m)
+        emb = unconditional if "null condition" in name else bin_embeddings(m)
         gen = m.generate(emb, n_samples=n_gen, guidance=w)
         codes = gen.obs["set"].cat.codes.to_numpy()
         pred = expr_model.predict(kmer_frequencies(gen.obs["sequence"], K))
         per_bin = pd.Series(pred).groupby(codes).mean().to_numpy()
-        hits = scgde.seq.motif_counts(gen.obs["sequence"], motifs, threshold=MOTIF_THRESHOLD)
+        hits = scgde.seq.motif_counts(gen.obs["sequence"], motifs, threshold=MOTIF_THRESHOLD).to_numpy()
         gen_rows[name] = {
             "Spearman(bin, predicted expression), all bins": spearmanr(index, per_bin).statistic,
             "same, held-out bins": spearmanr(index[held], per_bin[held]).statistic,
             "mean length": float(gen.obs["sequence"].str.len().mean()),
-            **motif_agreement(
-                motif_profile(hits, codes), real_profile, hits.sum(1), codes, real_hits.sum(1), real_codes
-            ),
+            **motif_readouts(hits, codes),
         }
     real_pred = pd.Series(expr_model.predict(kmer_frequencies(adata.obs["sequence"], K))).groupby(real_codes)
     real_bins = real_pred.mean().to_numpy()
-    # the ceiling: half of each bin's real promoters against the other half
-    half = np.random.default_rng(args.seed).random(adata.n_obs) < 0.5
-    gen_rows["real promoters of each bin (ceiling; motifs: one half vs the other)"] = {
+    length = float(adata.obs["sequence"].str.len().mean())
+    # the ceiling: the other half of each bin's real promoters
+    gen_rows["real promoters of each bin (ceiling; motifs: the other half)"] = {
         "Spearman(bin, predicted expression), all bins": spearmanr(index, real_bins).statistic,
         "same, held-out bins": spearmanr(index[held], real_bins[held]).statistic,
-        "mean length": float(adata.obs["sequence"].str.len().mean()),
-        **motif_agreement(
-            motif_profile(real_hits[half], real_codes[half]),
-            motif_profile(real_hits[~half], real_codes[~half]),
-            real_hits[half].sum(1),
-            real_codes[half],
-            real_hits[~half].sum(1),
-            real_codes[~half],
-        ),
+        "mean length": length,
+        **motif_readouts(real_hits[~half], real_codes[~half]),
     }
-    # no conditioning: every bin gets the pooled real promoters of all bins
-    gen_rows["all real promoters pooled (no conditioning)"] = {
+    # no conditioning: each bin gets promoters drawn from all bins
+    pooled = rng.choice(np.flatnonzero(~half), size=N_BINS * n_cmp, replace=False)
+    gen_rows["real promoters of all bins pooled (no conditioning)"] = {
         "Spearman(bin, predicted expression), all bins": np.nan,
         "same, held-out bins": np.nan,
-        "mean length": float(adata.obs["sequence"].str.len().mean()),
-        **motif_agreement(
-            np.repeat(real_hits.to_numpy().mean(0, keepdims=True), N_BINS, 0),
-            real_profile,
-            np.tile(real_hits.sum(1).to_numpy(), N_BINS),
-            np.repeat(np.arange(N_BINS), adata.n_obs),
-            real_hits.sum(1),
-            real_codes,
-        ),
+        "mean length": length,
+        **motif_readouts(real_hits[pooled], np.repeat(np.arange(N_BINS), n_cmp)),
     }
     gen_table = pd.DataFrame(gen_rows).T
     gen_table.index.name = "promoters"

@@ -22,8 +22,9 @@ def test_seq_promoters_quick():
     result = seq_promoters.main(["--quick", "--seed", "0"])
     assert {"untrained encoder", "mean 4-mer spectrum"} <= set(result["ordering"].index)
     generation = result["generation"]
-    assert "real promoters of each bin (ceiling; motifs: one half vs the other)" in generation.index
-    assert "all real promoters pooled (no conditioning)" in generation.index
+    assert "real promoters of each bin (ceiling; motifs: the other half)" in generation.index
+    assert "real promoters of all bins pooled (no conditioning)" in generation.index
+    assert "GDE generator without the set vector (null condition)" in generation.index
     assert generation["TV of hit-count histograms, mean over bins"].between(0, 1).all()
     assert all(math.isfinite(v) for v in result["metrics"].values())
 

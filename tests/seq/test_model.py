@@ -240,11 +240,24 @@ def test_element_encoder_hook_save_load_needs_the_network(hooked, tmp_path):
     model.save(tmp_path / "m", save_anndata=True)
     with pytest.raises(ValueError, match=r"custom element encoder \(.*TokenBag\).*element_encoder="):
         scgde.seq.SeqGDE.load(tmp_path / "m")
-    loaded = scgde.seq.SeqGDE.load(tmp_path / "m", element_encoder=TokenBag())
+    loaded = scgde.seq.SeqGDE.load(tmp_path / "m", None, "cpu", element_encoder=TokenBag())  # scvi's positionals
     np.testing.assert_allclose(
         loaded.get_set_representation(progress_bar=False), model.get_set_representation(progress_bar=False)
     )
     assert scgde.seq.SeqGDE._loading_element_encoder is None  # the handover does not leak into later models
+
+    class OtherBag(TokenBag):
+        pass
+
+    with pytest.warns(UserWarning, match="saved with an element encoder of class .*TokenBag"):
+        scgde.seq.SeqGDE.load(tmp_path / "m", element_encoder=OtherBag())
+
+
+def test_a_network_is_refused_for_a_model_saved_without_one(trained, tmp_path):
+    trained.save(tmp_path / "plain", save_anndata=True)
+    with pytest.raises(ValueError, match="saved without an element encoder"):
+        scgde.seq.SeqGDE.load(tmp_path / "plain", element_encoder=TokenBag())
+    assert scgde.seq.SeqGDE._loading_element_encoder is None
 
 
 def test_frozen_element_encoder_stays_fixed_and_bad_hooks_are_named():

@@ -122,11 +122,11 @@ def read_promoter_table(
             f"{file}: the first line has {len(fields)} tab-separated fields, but `sequence_col`={seq_col} and "
             f"`expression_col`={expr_col} need at least {max(seq_col, expr_col) + 1}."
         )
-    try:
-        float(fields[expr_col])
+    try:  # a header row names its columns; a data row holds a number (or a missing value) there
+        float(fields[expr_col].strip() or "nan")
         header: list[str] = []
     except ValueError:
-        header = fields
+        header = [] if fields[expr_col].strip().upper() in {"NA", "N/A"} else fields
     options = {
         "sep": "\t",
         "header": None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -136,15 +137,29 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
     @classmethod
     def _resolve_element_encoder(cls, element_encoder):
         """The network itself; a class name comes from a saved model and needs the network from :meth:`load`."""
-        if element_encoder is None or isinstance(element_encoder, torch.nn.Module):
-            return element_encoder
-        if isinstance(element_encoder, str):
-            if cls._loading_element_encoder is None:
+        handed = cls._loading_element_encoder
+        if isinstance(element_encoder, str):  # loading a model saved with a network
+            if handed is None:
                 raise ValueError(
                     f"This model was saved with a custom element encoder ({element_encoder}); pass the same "
                     "network again: SeqGDE.load(dir_path, adata, element_encoder=<the torch.nn.Module>)."
                 )
-            return cls._loading_element_encoder
+            name = f"{type(handed).__module__}.{type(handed).__qualname__}"
+            if name != element_encoder:
+                warnings.warn(
+                    f"The model was saved with an element encoder of class {element_encoder}; loading its weights "
+                    f"into a {name}.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            return handed
+        if element_encoder is None and handed is not None:
+            raise ValueError(
+                "This model was saved without an element encoder (it reads sequences with convolutions); load it "
+                "without element_encoder=."
+            )
+        if element_encoder is None or isinstance(element_encoder, torch.nn.Module):
+            return element_encoder
         raise TypeError(f"element_encoder must be a torch.nn.Module or None, got {type(element_encoder).__name__}.")
 
     @classmethod
@@ -152,6 +167,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         cls,
         dir_path: str | Path,
         adata: AnnData | None = None,
+        *args,
         element_encoder: torch.nn.Module | None = None,
         **kwargs,
     ) -> SeqGDE:
@@ -163,17 +179,17 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
             Folder written by :meth:`save`.
         adata
             AnnData to attach (default: the one saved with ``save_anndata=True``).
+        *args, **kwargs
+            Passed on (``accelerator``, ``device``, ``prefix``, ...).
         element_encoder
             The network the model was built with, if it had one (an instance of the same class;
             its saved weights are loaded into it).
-        **kwargs
-            Passed on (``accelerator``, ``device``, ``prefix``, ...).
         """
         if element_encoder is not None and not isinstance(element_encoder, torch.nn.Module):
             raise TypeError(f"element_encoder must be a torch.nn.Module, got {type(element_encoder).__name__}.")
         previous, cls._loading_element_encoder = cls._loading_element_encoder, element_encoder
         try:
-            return super().load(dir_path, adata=adata, **kwargs)
+            return super().load(dir_path, adata, *args, **kwargs)
         finally:
             cls._loading_element_encoder = previous
 

@@ -102,10 +102,16 @@ def element_feature_size(element_encoder: nn.Module, max_length: int) -> int:
     """Width of ``element_encoder``'s output: its ``n_features`` attribute, else one dry run."""
     size = getattr(element_encoder, "n_features", None)
     if size is None:
-        probe = torch.full((1, max_length), PAD, dtype=torch.long)
+        weight = next(iter(element_encoder.parameters()), None)
+        probe = torch.full((1, max_length), PAD, dtype=torch.long, device=None if weight is None else weight.device)
         probe[0, 0] = N_SPECIAL  # one letter: the shortest valid sequence
-        with torch.no_grad():
-            out = element_encoder(probe)
+        mode = element_encoder.training
+        element_encoder.eval()  # no running statistics or dropout touched by the probe
+        try:
+            with torch.no_grad():
+                out = element_encoder(probe)
+        finally:
+            element_encoder.train(mode)
         if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 1:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(
