@@ -266,7 +266,10 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Default: 20 passes over the training sequences, within 600 to 3,000 optimiser steps.
+            Default: 20 passes over the training sequences, within 600 to 3,000 optimiser steps. For
+            generation from weakly informative sets train longer: on the promoter benchmark 600 steps
+            gave a generator that followed its expression bin in two of three runs, 1,500 steps
+            (``max_epochs=30, batches_per_epoch=50``) in both runs tried (Spearman 0.63 and 0.93).
         sets_per_batch
             Sets per minibatch.
         cells_per_set
