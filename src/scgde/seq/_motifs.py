@@ -10,7 +10,6 @@ All motifs are ``(length, 4)`` arrays with columns in ``A, C, G, T`` order.
 
 from __future__ import annotations
 
-import gzip
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from ._io import _read_text
 
 __all__ = ["jaspar_motifs", "motif_counts", "motif_hits_per_set", "motif_scores", "pwm_log_odds", "read_motifs"]
 
@@ -433,13 +434,6 @@ def motif_hits_per_set(counts: pd.DataFrame, sets) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------------------------
 # Motif files
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":  # gzip magic number, whatever the file is called
-        data = gzip.decompress(data)
-    return data.decode("utf-8", errors="replace")
 
 
 def _stem(path: Path) -> str:
