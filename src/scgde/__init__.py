@@ -8,7 +8,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0.0.0"
 
-__all__ = ["data", "datasets", "metrics", "model", "module", "nn", "pl", "pp", "seq", "tl"]
+__all__ = ["data", "datasets", "img", "metrics", "model", "module", "nn", "pl", "pp", "seq", "tl"]
 
 
 def __getattr__(name: str):

@@ -8,7 +8,7 @@ space or time, by a window of quantiles) fits this interface.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -142,6 +142,8 @@ class DirichletMixer:
 class KernelSampler:
     """Sets as kernel-weighted neighbourhoods: ``w_j = exp(-|y_j - y_c|^2 / (2 bandwidth^2))``.
 
+    (or ``w_j = exp(-|y_j - y_c| / bandwidth)`` with ``kernel="exponential"``, the paper's spatial kernel).
+
     Each draw picks a centre cell ``c`` from the candidate sets and samples ``cells_per_set``
     cells with probability proportional to ``w_j`` among the ``n_neighbors`` nearest cells in the
     coordinates ``y`` (space, time, a PCA embedding, ...). This is the "continuous label" prior of
@@ -164,6 +166,8 @@ class KernelSampler:
         Only sample cells from the centre's own set (e.g. keep conditions apart).
     sets
         Codes of the sets whose cells may be centres and neighbours (default: all).
+    kernel
+        ``"gaussian"`` (default) or ``"exponential"`` (heavier tails: more distant cells keep some weight).
     """
 
     def __init__(
@@ -175,8 +179,13 @@ class KernelSampler:
         n_neighbors: int = 200,
         within_set: bool = True,
         sets: np.ndarray | None = None,
+        kernel: Literal["gaussian", "exponential"] = "gaussian",
     ):
         from sklearn.neighbors import NearestNeighbors
+
+        if kernel not in ("gaussian", "exponential"):
+            raise ValueError(f"kernel must be 'gaussian' or 'exponential', got {kernel!r}.")
+        self.kernel = kernel
 
         if cells_per_set < 1:
             raise ValueError(f"cells_per_set must be >= 1, got {cells_per_set}.")
@@ -202,7 +211,8 @@ class KernelSampler:
     def _draw(self, code, rng: np.random.Generator) -> np.ndarray:
         cells, nbrs, dist = self.pools[code if self.within_set else None]
         i = rng.integers(len(cells))
-        w = np.exp(-0.5 * (dist[i] / self.bandwidth) ** 2)
+        scaled = dist[i] / self.bandwidth
+        w = np.exp(-scaled) if self.kernel == "exponential" else np.exp(-0.5 * scaled**2)
         return rng.choice(nbrs[i], size=self.cells_per_set, p=w / w.sum())
 
     def sample(self, n_sets: int, rng: np.random.Generator) -> SetBatch:

@@ -3,6 +3,7 @@
 from ._digits import digits_mixtures, digits_split_indices
 from ._downloads import ChecksumError, kang2018, norman2019, replogle2022_k562_essential, weinreb2020
 from ._gpra import gpra2020, read_promoter_table
+from ._images import digit_image_sets, nuclei_crops, pooled_screen
 from ._pbmc import pbmc_composition_sets
 from ._perturbation import synthetic_perturbseq, synthetic_perturbseq_truth
 from ._sequences import dna_patterns, dna_simplex_sources, synthetic_dna_simplex
@@ -12,6 +13,7 @@ from ._viral import nextstrain_spike_sets, read_gisaid_spike, spike_variant_sets
 
 __all__ = [
     "ChecksumError",
+    "digit_image_sets",
     "digits_mixtures",
     "dna_patterns",
     "dna_simplex_sources",
@@ -20,7 +22,9 @@ __all__ = [
     "kang2018",
     "nextstrain_spike_sets",
     "norman2019",
+    "nuclei_crops",
     "pbmc_composition_sets",
+    "pooled_screen",
     "read_gisaid_spike",
     "read_promoter_table",
     "replogle2022_k562_essential",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,9 @@ class PerturbationPredictor:
     Parameters
     ----------
     model
-        A trained :class:`~scgde.model.GDE`.
+        A trained :class:`~scgde.model.GDE`, or any scgde model with ``get_set_representation``
+        and ``generate`` (e.g. :class:`~scgde.img.ImageGDE`: unseen perturbations predicted as
+        image distributions).
     perturbation_key
         ``obs`` column naming each cell's perturbation, or a :class:`~scgde.data.PerturbationDesign`
         (then leave ``control``, ``context_key`` and ``combo_sep`` unset).
@@ -116,7 +119,8 @@ class PerturbationPredictor:
         self.model = model
         self.design = PerturbationDesign.resolve(design, perturbation_key, control, context_key, combo_sep)
         self.adata = model.adata if adata is None else adata
-        if adata is not None and not pd.Index(adata.var_names).equals(pd.Index(model.var_names)):
+        genes = getattr(model, "var_names", None)  # image and sequence models have none
+        if adata is not None and genes is not None and not pd.Index(adata.var_names).equals(pd.Index(genes)):
             raise ValueError(
                 "adata.var_names differ from the genes the model was trained on; "
                 "select and order them first: adata[:, model.var_names]."
@@ -138,6 +142,11 @@ class PerturbationPredictor:
 
     # ------------------------------------------------------------------ features
     def _coexpression_features(self, n_pcs: int) -> pd.DataFrame:
+        if not hasattr(self.model, "expression_reader"):
+            raise ValueError(
+                f"features='coexpression' needs a gene-expression model; {type(self.model).__name__} has no genes. "
+                "Pass a DataFrame of perturbation features (e.g. gene embeddings) instead."
+            )
         ctrl = np.flatnonzero(self.design.is_control(self.adata.obs[self.perturbation_key].astype(str)))
         x = self.model.expression_reader(self.adata).rows(ctrl)
         pca = PCA(n_components=min(n_pcs, *x.shape)).fit(x)
@@ -268,7 +277,10 @@ class PerturbationPredictor:
         ``obs["set"]`` holds the design's label of each predicted group.
         """
         pairs = self._pairs(perturbations, context)
-        out = self.model.generate(self.predict_embedding(perturbations, context), n_cells=n_cells, **generate_kwargs)
+        # GDE.generate counts cells, ImageGDE.generate and SeqGDE.generate count samples
+        size = "n_cells" if "n_cells" in inspect.signature(self.model.generate).parameters else "n_samples"
+        emb = self.predict_embedding(perturbations, context)
+        out = self.model.generate(emb, **{size: n_cells}, **generate_kwargs)
         out.obs[self.perturbation_key] = pd.Categorical(np.repeat([p for _, p in pairs], n_cells))
         if self.context_key is not None:
             out.obs[self.context_key] = pd.Categorical(np.repeat([c for c, _ in pairs], n_cells))

@@ -165,22 +165,41 @@ def _normal_log_prob(u: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
 
 
 class _DenoisingGenerator(ConditionalGenerator):
-    """Shared pieces of the diffusion and flow generators: an MLP of ``[x_t, cond, time]``.
+    """Shared pieces of the diffusion and flow generators: a network of ``(x_t, cond, time)``.
+
+    The network is an MLP of ``[x_t, cond, time features]`` unless ``network`` is given: any module
+    called as ``network(x_t, cond, t)`` with ``x_t (..., D)``, ``cond (..., n_cond)`` and ``t (...)``
+    that returns ``(..., D)`` (e.g. a convolutional UNet that reshapes flat images).
 
     With ``p_uncond > 0`` the condition of each training element is replaced by a learned null
     vector with that probability, which enables classifier-free guidance at sampling time.
     """
 
     def __init__(
-        self, n_input, n_cond, n_hidden: int = 256, n_layers: int = 3, p_uncond: float = 0.0, time_dim: int = 32
+        self,
+        n_input,
+        n_cond,
+        n_hidden: int = 256,
+        n_layers: int = 3,
+        p_uncond: float = 0.0,
+        time_dim: int = 32,
+        network: nn.Module | None = None,
     ):
         super().__init__(n_input, n_cond)
         if not 0.0 <= p_uncond < 1.0:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}.")
         self.p_uncond = p_uncond
-        self.time = TimeEmbedding(time_dim)
-        self.net = MLP(n_input + n_cond + time_dim, n_input, n_hidden, n_layers, layer_norm=True)
+        if network is None:
+            self.time = TimeEmbedding(time_dim)
+            self.net = MLP(n_input + n_cond + time_dim, n_input, n_hidden, n_layers, layer_norm=True)
+        else:
+            self.time, self.net = None, network
         self.null_cond = nn.Parameter(torch.zeros(n_cond))
+
+    def _network(self, x_t: Tensor, cond: Tensor, t: Tensor) -> Tensor:
+        if self.time is None:
+            return self.net(x_t, cond, t)
+        return self.net(torch.cat([x_t, cond, self.time(t)], -1))
 
     def _drop_condition(self, cond: Tensor) -> Tensor:
         if not self.training or self.p_uncond == 0.0:
@@ -189,10 +208,9 @@ class _DenoisingGenerator(ConditionalGenerator):
         return torch.where(drop, self.null_cond.expand_as(cond), cond)
 
     def _predict(self, x_t: Tensor, cond: Tensor, t: Tensor, guidance: float) -> Tensor:
-        out = self.net(torch.cat([x_t, cond, self.time(t)], -1))
+        out = self._network(x_t, cond, t)
         if guidance:
-            uncond = self.net(torch.cat([x_t, self.null_cond.expand_as(cond), self.time(t)], -1))
-            out = (1 + guidance) * out - guidance * uncond
+            out = (1 + guidance) * out - guidance * self._network(x_t, self.null_cond.expand_as(cond), t)
         return out
 
 
@@ -205,6 +223,7 @@ class DDPMGenerator(_DenoisingGenerator):
     into ``n_steps``, so that ``alpha_bar`` reaches ~0 and sampling starts from pure noise (the
     unscaled schedule with 400 steps leaves 13% of the signal). Sampling is ancestral with
     ``sigma_t^2 = beta_t``; ``guidance > 0`` applies classifier-free guidance (needs ``p_uncond > 0``).
+    ``network`` replaces the MLP denoiser (see :class:`_DenoisingGenerator`); it predicts the noise.
     """
 
     def __init__(
@@ -217,8 +236,9 @@ class DDPMGenerator(_DenoisingGenerator):
         beta_start: float | None = None,
         beta_end: float | None = None,
         p_uncond: float = 0.1,
+        network: nn.Module | None = None,
     ):
-        super().__init__(n_input, n_cond, n_hidden, n_layers, p_uncond)
+        super().__init__(n_input, n_cond, n_hidden, n_layers, p_uncond, network=network)
         self.n_steps = n_steps
         scale = 1000.0 / n_steps
         beta_start = 1e-4 * scale if beta_start is None else beta_start
@@ -255,6 +275,7 @@ class FlowGenerator(_DenoisingGenerator):
 
     The network regresses the velocity ``x - noise``; sampling integrates the ODE from noise with
     ``n_sample_steps`` midpoint steps (far fewer network calls than DDPM).
+    ``network`` replaces the MLP (see :class:`_DenoisingGenerator`); it predicts the velocity.
     """
 
     def __init__(
@@ -265,8 +286,9 @@ class FlowGenerator(_DenoisingGenerator):
         n_layers: int = 3,
         n_sample_steps: int = 32,
         p_uncond: float = 0.0,
+        network: nn.Module | None = None,
     ):
-        super().__init__(n_input, n_cond, n_hidden, n_layers, p_uncond)
+        super().__init__(n_input, n_cond, n_hidden, n_layers, p_uncond, network=network)
         self.n_sample_steps = n_sample_steps
 
     def loss(self, x, z, weights=None, covariates=None):
