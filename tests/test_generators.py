@@ -101,3 +101,33 @@ def test_classifier_free_guidance_drops_the_condition():
 def test_unknown_generator_lists_valid_names():
     with pytest.raises(ValueError, match="ddpm"):
         build_generator("gan", 3, 3)
+
+
+class _GaussianOracle(torch.nn.Module):
+    """The exact noise predictor of data ``N(mu, s^2)`` under a DDPM schedule: E[eps | x_t]."""
+
+    def __init__(self, alpha_bars, mu: float, s: float):
+        super().__init__()
+        self.alpha_bars, self.mu, self.s = alpha_bars, mu, s
+
+    def forward(self, x_t, cond, t):
+        step = (t * len(self.alpha_bars)).round().long() - 1
+        ab = self.alpha_bars[step][..., None]
+        return (1 - ab).sqrt() * (x_t - ab.sqrt() * self.mu) / (ab * self.s**2 + 1 - ab)
+
+
+def test_ddpm_sampling_with_an_exact_denoiser_recovers_the_data():
+    """Ancestral sampling draws from the data when the denoiser is exact; strided sampling keeps the mean and
+    loses spread as the jumps grow (the point estimate of x0 ignores its uncertainty)."""
+    gen = DDPMGenerator(1, 2, n_steps=400)
+    gen.net, gen.time = _GaussianOracle(gen.alpha_bars, mu=2.0, s=0.5), None
+    sd = {}
+    for n_steps in (None, 400, 100, 25):
+        torch.manual_seed(0)
+        x = gen.sample(torch.zeros(1, 2), 20000, n_steps=n_steps)
+        assert abs(x.mean().item() - 2.0) < 0.02
+        sd[n_steps] = x.std().item()
+    assert abs(sd[None] - 0.5) < 0.01 and sd[400] == pytest.approx(sd[None], abs=0.01)
+    assert 0.5 > sd[100] > 0.45 and sd[100] > sd[25] > 0.35
+    with pytest.raises(ValueError, match="n_steps"):
+        gen.sample(torch.zeros(1, 2), 2, n_steps=401)

@@ -224,8 +224,10 @@ def test_ddpm_generator_and_its_options():
     gen = model.generate(["dark", "mid"], n_samples=3, guidance=1.0, batch_size=2)
     assert gen.obsm["image"].shape == (6, 1, 8, 8)
     assert gen.obs["set"].tolist() == ["dark"] * 3 + ["mid"] * 3
-    with pytest.raises(ValueError, match="n_sample_steps"):
-        model.generate("dark", n_samples=2, n_sample_steps=5)
+    strided = model.generate("dark", n_samples=4, n_sample_steps=5)
+    assert strided.obsm["image"].shape == (4, 1, 8, 8)
+    with pytest.raises(ValueError, match="n_steps must be in 1..20"):
+        model.generate("dark", n_samples=2, n_sample_steps=50)
     with pytest.raises(ValueError, match="generator"):
         ImageGDE(adata, generator="gan")
 

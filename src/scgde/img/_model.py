@@ -19,7 +19,6 @@ from scgde.model._generate import GenerationMixin, SetsOrEmbeddings
 from scgde.model._train import TrainMixin
 from scgde.model._training import GDETrainingPlan
 from scgde.model._validate import check_choice
-from scgde.nn import FlowGenerator
 
 from ._data import IMAGE_KEY, ImageObsmField, ImageReader, ImageSetDataSplitter, image_array, image_shape, to_pixels
 from ._module import ImageGDEModule
@@ -237,8 +236,9 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
             times the unconditional prediction). ``0`` (default) samples the set's own
             distribution; ``w > 0`` exaggerates what distinguishes the set.
         n_sample_steps
-            Integration steps of the flow generator (default: its ``n_sample_steps``, 32); the DDPM
-            generator always runs its training schedule (``generator_kwargs["n_steps"]``, 400).
+            Network calls per image: integration steps of the flow generator (default 32), or, for
+            DDPM, an evenly strided subset of its 400-step schedule (DDIM with ``eta = 1``; default:
+            all 400 steps, ancestral sampling).
         batch_size
             Images generated per network call (memory).
         image_key
@@ -256,8 +256,6 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         z_all = torch.as_tensor(emb.to_numpy(), dtype=torch.float32)
         options: dict = {"guidance": guidance}
         if n_sample_steps is not None:
-            if not isinstance(self.module.generator, FlowGenerator):
-                raise ValueError("n_sample_steps applies to generator='flow'; a DDPM samples with its schedule.")
             options["n_steps"] = int(n_sample_steps)
         per_call = max(1, batch_size // n_samples)  # sets per network call
         chunk = min(n_samples, batch_size)  # images per set per call

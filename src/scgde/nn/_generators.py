@@ -257,7 +257,18 @@ class DDPMGenerator(_DenoisingGenerator):
         return set_mean((pred - eps).pow(2).mean(-1), weights)
 
     @torch.no_grad()
-    def sample(self, z, n, covariates=None, guidance: float = 0.0):
+    def sample(self, z, n, covariates=None, guidance: float = 0.0, n_steps: int | None = None):
+        """``n`` elements per set; ``n_steps < self.n_steps`` samples on an evenly strided subset of the schedule.
+
+        The strided sampler is DDIM with ``eta = 1`` (each jump draws from the DDPM posterior between the two
+        retained steps, given the predicted clean element). It is an approximation that narrows the samples as
+        the jumps grow: with the exact denoiser of N(2, 0.5^2) data and the 400-step schedule, the samples' sd
+        was 0.499 with all steps, 0.473 with 100 and 0.407 with 25 (tests/test_generators.py).
+        """
+        if n_steps is not None and not 1 <= n_steps <= self.n_steps:
+            raise ValueError(f"n_steps must be in 1..{self.n_steps} (the training schedule), got {n_steps}.")
+        if n_steps is not None and n_steps < self.n_steps:
+            return self._strided_sample(broadcast_condition(z, n, covariates), guidance, n_steps)
         cond = broadcast_condition(z, n, covariates)
         x = torch.randn(*cond.shape[:2], self.n_input, device=z.device, dtype=z.dtype)
         for t in range(self.n_steps - 1, -1, -1):
@@ -267,6 +278,21 @@ class DDPMGenerator(_DenoisingGenerator):
             x = (x - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
             if t > 0:
                 x = x + beta.sqrt() * torch.randn_like(x)
+        return x
+
+    def _strided_sample(self, cond: Tensor, guidance: float, n_steps: int) -> Tensor:
+        x = torch.randn(*cond.shape[:2], self.n_input, device=cond.device, dtype=cond.dtype)
+        steps = torch.linspace(self.n_steps - 1, 0, n_steps).round().long().tolist()
+        for i, t in enumerate(steps):
+            tt = torch.full(cond.shape[:2], (t + 1) / self.n_steps, device=cond.device, dtype=cond.dtype)
+            eps = self._predict(x, cond, tt, guidance)
+            ab = self.alpha_bars[t]
+            ab_prev = self.alpha_bars[steps[i + 1]] if i + 1 < len(steps) else torch.ones_like(ab)
+            x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+            var = (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)  # the DDPM posterior variance of the jump
+            x = ab_prev.sqrt() * x0 + (1 - ab_prev - var).clamp_min(0).sqrt() * eps
+            if i + 1 < len(steps):
+                x = x + var.sqrt() * torch.randn_like(x)
         return x
 
 
