@@ -125,3 +125,14 @@ def test_on_disk_inputs_in_chunks_equal_in_memory(tmp_path, rng):
         image_features(images, masks=np.zeros((10, 5, 5), bool))
     with pytest.raises(ValueError, match="value_range"):
         image_features(images, value_range=(1, 1))
+
+
+def test_one_channel_images_without_a_channel_axis():
+    from scgde.img import image_features
+
+    yy, xx = np.mgrid[:21, :21]
+    disc = ((yy - 10) ** 2 + (xx - 10) ** 2 <= 36).astype(np.float32)
+    images = np.stack([disc, 0.5 * disc])
+    np.testing.assert_allclose(
+        image_features(images).to_numpy(), image_features(images[:, None]).to_numpy(), equal_nan=True
+    )

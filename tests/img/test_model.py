@@ -255,3 +255,31 @@ def test_spatial_neighbourhoods_with_the_exponential_kernel():
         enable_progress_bar=False,
     )
     assert model.is_trained
+
+
+def test_channel_last_and_query_dtype_are_refused():
+    adata = _squares()
+    adata.obsm["rgb"] = np.zeros((adata.n_obs, 8, 8, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="channel-last"):
+        ImageGDE.setup_anndata(adata, set_key="gene", image_key="rgb")
+    ImageGDE.setup_anndata(adata, set_key="gene")
+    model = ImageGDE(adata, n_latent=4)
+    query = adata.copy()
+    query.obsm["image"] = query.obsm["image"].astype(np.float32) / 255  # floats would be scaled by uint8's range
+    with pytest.raises(TypeError, match="trained on uint8 images"):
+        model.get_set_representation(query, progress_bar=False)
+
+
+def test_pixels_never_wrap_around():
+    flat = np.array([[-1.0, 1.0]], dtype=np.float32)
+    out = to_pixels(flat, (1, 1, 2), np.uint8, (-10.0, 300.0))  # a range wider than uint8's
+    np.testing.assert_array_equal(out.ravel(), [0, 255])
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 9), (3, 50, 30), (1, 65, 65)])
+def test_odd_image_sizes_keep_the_maps_small(shape):
+    encoder, unet = ConvImageEncoder(shape, 4, n_channels=8), ConditionalUNet(shape, 4, n_channels=8)
+    assert max(encoder.map_shape[1:]) <= 8
+    x = torch.randn(2, 3, int(np.prod(shape)))
+    assert encoder(x).shape == (2, 4)
+    assert unet(x, torch.zeros(2, 3, 4), torch.rand(2, 3)).shape == x.shape

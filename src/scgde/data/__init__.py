@@ -2,7 +2,7 @@
 
 from ._datamodule import SetDataModule, SetDataSplitter, uses_auto_kernel
 from ._design import PerturbationDesign
-from ._fetch import RowFetcher
+from ._fetch import OneChannelImages, RowFetcher
 from ._fields import SET_KEY, SET_LABELS_KEY, SetLabelsObsField, SetObsField, registered_set_labels, registered_sets
 from ._samplers import (
     DirichletMixer,
@@ -25,6 +25,7 @@ __all__ = [
     "GroupSampler",
     "KernelSampler",
     "PerturbationDesign",
+    "OneChannelImages",
     "RowFetcher",
     "SetBatch",
     "GeneOrder",

@@ -222,3 +222,27 @@ class RowFetcher:
         """Per-feature fraction of negative entries over the same row sample as :meth:`moments`."""
         s = self._sample_stats(n_rows, seed)
         return s["n_neg"] / s["n"]
+
+
+class OneChannelImages:
+    """``(n, H, W)`` images read as ``(n, 1, H, W)``, block by block (the source may be on disk).
+
+    Indexing reads from the source first and adds the channel axis after, so only the requested
+    rows are read.
+    """
+
+    def __init__(self, images):
+        self.images, self.dtype = images, np.dtype(images.dtype)
+        self.shape = (int(images.shape[0]), 1, *(int(s) for s in images.shape[1:]))
+        self.ndim = 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        rows, rest = (index[0], index[1:]) if isinstance(index, tuple) else (index, ())
+        block = np.asarray(self.images[rows])
+        single = np.ndim(rows) == 0 and not isinstance(rows, slice)
+        block = block[None, None] if single else block[:, None]
+        block = block[(slice(None), *rest)] if rest else block
+        return block[0] if single else block

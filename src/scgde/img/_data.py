@@ -29,10 +29,26 @@ def image_array(adata: AnnData, image_key: str):
         raise ValueError(
             f"adata.obsm[{image_key!r}] must be (n, C, H, W) or (n, H, W) (one channel); got shape {shape}."
         )
+    if len(shape) == 4 and shape[-1] <= 4 < min(shape[1], shape[2]):
+        raise ValueError(
+            f"adata.obsm[{image_key!r}] has shape {shape}, which looks channel-last (n, H, W, C); scgde reads "
+            f"(n, C, H, W): store np.moveaxis(images, -1, 1) instead."
+        )
     dtype = np.dtype(images.dtype)
     if dtype == np.bool_ or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise TypeError(f"adata.obsm[{image_key!r}] must hold integer or float pixels, not {dtype}.")
     return images
+
+
+def check_query_dtype(images, image_key: str, dtype: str) -> None:
+    """Query images must be scaled like the training ones: the same integer dtype, or floats for floats."""
+    registered, query = np.dtype(dtype), np.dtype(images.dtype)
+    same = query == registered if np.issubdtype(registered, np.integer) else np.issubdtype(query, np.floating)
+    if not same:
+        raise TypeError(
+            f"adata.obsm[{image_key!r}] holds {query} pixels; the model was trained on {registered} images and "
+            f"scales pixels by that type's range. Convert the images to {registered} first."
+        )
 
 
 def image_shape(images) -> tuple[int, int, int]:
@@ -52,6 +68,8 @@ def dtype_range(images, sample: int = RANGE_SAMPLE) -> tuple[float, float]:
         info = np.iinfo(dtype)
         return float(info.min), float(info.max)
     head = _to_numpy(images[: min(sample, images.shape[0])])
+    if not np.isfinite(head).any():
+        raise ValueError("The first images hold no finite pixel; pass value_range=(low, high) to setup_anndata.")
     lo, hi = float(np.nanmin(head)), float(np.nanmax(head))
     if lo >= 0.0 and hi <= 1.0:
         return 0.0, 1.0
@@ -59,9 +77,9 @@ def dtype_range(images, sample: int = RANGE_SAMPLE) -> tuple[float, float]:
 
 
 def _warn_narrow_range(images, image_key: str, lo: float, hi: float, sample: int = RANGE_SAMPLE) -> None:
-    """Integer images using a sliver of their dtype's range train poorly in [-1, 1]: say how to fix it."""
+    """Images using a sliver of the range mapped to [-1, 1] train poorly: say how to fix it."""
     head = _to_numpy(images[: min(sample, images.shape[0])])
-    used_lo, used_hi = float(head.min()), float(head.max())
+    used_lo, used_hi = float(np.nanmin(head)), float(np.nanmax(head))
     if used_hi - used_lo < (hi - lo) / 16:
         warnings.warn(
             f"The pixels of adata.obsm[{image_key!r}] span {used_lo:g}-{used_hi:g} of the {images.dtype} range "
@@ -123,8 +141,7 @@ class ImageObsmField(BaseAnnDataField):
         images = image_array(adata, self.attr_key)
         if self.value_range is None:
             lo, hi = dtype_range(images)
-            if np.issubdtype(np.dtype(images.dtype), np.integer):
-                _warn_narrow_range(images, self.attr_key, lo, hi)
+            _warn_narrow_range(images, self.attr_key, lo, hi)
         else:
             lo, hi = (float(v) for v in self.value_range)
             if not hi > lo:
@@ -134,6 +151,7 @@ class ImageObsmField(BaseAnnDataField):
     def transfer_field(self, state_registry: dict, adata_target: AnnData, **kwargs) -> dict:
         """A query must have the model's image shape; it keeps the model's pixel scaling."""
         images = image_array(adata_target, self.attr_key)
+        check_query_dtype(images, self.attr_key, state_registry["dtype"])
         if list(image_shape(images)) != list(state_registry["shape"]):
             raise ValueError(
                 f"adata.obsm[{self.attr_key!r}] holds images of shape {image_shape(images)}; the model was "
@@ -206,8 +224,9 @@ def to_pixels(x: np.ndarray, shape, dtype, value_range) -> np.ndarray:
     pixels = (np.clip(x, -1.0, 1.0) + 1.0) * (0.5 * (hi - lo)) + lo
     pixels = pixels.reshape(len(x), *shape)
     dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        return np.rint(pixels).astype(dtype)
+    if np.issubdtype(dtype, np.integer):  # a value_range beyond the dtype must not wrap around
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(pixels), info.min, info.max).astype(dtype)
     return pixels.astype(dtype)
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from scgde.data import OneChannelImages
+
 __all__ = ["image_features", "nucleus_masks", "otsu_threshold"]
 
 _BINS = 256
@@ -90,12 +92,17 @@ def otsu_threshold(image: Any) -> float:
     return float(_otsu_rows(values)[0])
 
 
+def _as_four_d(images: Any) -> Any:
+    """``(n, C, H, W)`` images as given; ``(n, H, W)`` read as one channel."""
+    if not hasattr(images, "shape"):
+        images = np.asarray(images)
+    return OneChannelImages(images) if len(images.shape) == 3 else images
+
+
 def _check_images(images: Any) -> tuple[int, int, int, int]:
     shape = tuple(int(s) for s in getattr(images, "shape", np.shape(images)))
     if len(shape) != 4:
-        raise ValueError(
-            f"images must be an (n, C, H, W) array; got shape {shape}. For (n, H, W) images pass images[:, None]."
-        )
+        raise ValueError(f"images must be an (n, C, H, W) or (n, H, W) array; got shape {shape}.")
     return shape  # type: ignore[return-value]
 
 
@@ -194,6 +201,7 @@ def nucleus_masks(
         raise ValueError(f"keep must be 'center' or 'largest'; got {keep!r}.")
     if isinstance(threshold, str) and threshold != "otsu":
         raise ValueError(f"threshold must be 'otsu' or a number; got {threshold!r}.")
+    images = _as_four_d(images)
     n, c, h, w = _check_images(images)
     channel = _check_channel(channel, c)
     out = np.zeros((n, h, w), dtype=bool)
@@ -279,6 +287,7 @@ def image_features(
     >>> float(df.loc[0, "mean_intensity_dna"]), float(df.loc[0, "total_intensity_actin"])
     (100.0, 5120.0)
     """
+    images = _as_four_d(images)
     n, c, h, w = _check_images(images)
     if channel_names is None:
         names = [f"ch{i}" for i in range(c)]

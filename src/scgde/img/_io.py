@@ -405,10 +405,10 @@ def read_h5ad_images(path: str | os.PathLike, image_key: str = "image") -> annda
                 "pass the key that holds the images."
             )
         dataset = f["obsm"][image_key]
-        if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 4:
+        if not isinstance(dataset, h5py.Dataset) or dataset.ndim not in (3, 4):
             shape = getattr(dataset, "shape", "a group")
             raise ValueError(
-                f"obsm[{image_key!r}] of {str(path)!r} must be a dense (n, C, H, W) array; got {shape}. "
+                f"obsm[{image_key!r}] of {str(path)!r} must be a dense (n, C, H, W) or (n, H, W) array; got {shape}. "
                 "Write the images as one 4-D numpy array."
             )
         target = f"/obsm/{image_key}"

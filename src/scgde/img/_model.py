@@ -20,7 +20,16 @@ from scgde.model._train import TrainMixin
 from scgde.model._training import GDETrainingPlan
 from scgde.model._validate import check_choice
 
-from ._data import IMAGE_KEY, ImageObsmField, ImageReader, ImageSetDataSplitter, image_array, image_shape, to_pixels
+from ._data import (
+    IMAGE_KEY,
+    ImageObsmField,
+    ImageReader,
+    ImageSetDataSplitter,
+    check_query_dtype,
+    image_array,
+    image_shape,
+    to_pixels,
+)
 from ._module import ImageGDEModule
 
 Encoder = Literal["conv"]
@@ -28,8 +37,8 @@ Generator = Literal["ddpm", "flow"]
 
 #: default training length of image models: 20 passes over the training images, 1,000-4,000 steps
 IMG_PASSES, IMG_MIN_STEPS, IMG_MAX_STEPS = 20, 1000, 4000
-#: images per chunk when streaming: about 4M pixels (convolution maps are several times larger)
-IMG_CHUNK_PIXELS = 2**22
+#: images per chunk when streaming: about 16M activations of the encoder's first feature map (64 MB)
+IMG_CHUNK_ACTIVATIONS = 2**24
 #: classifier-free guidance of :meth:`ImageGDE.generate` (the generator trains with 10% condition dropout)
 GUIDANCE = 0.0
 
@@ -194,7 +203,9 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         """Nothing to calibrate: generated pixels are clipped to the registered range."""
 
     def _default_chunk_size(self, reader) -> int:
-        return max(16, IMG_CHUNK_PIXELS // reader.shape[1])
+        c, h, w = self.image_shape
+        per_image = self.module.encoder.stem[0].out_channels * h * w
+        return max(16, IMG_CHUNK_ACTIVATIONS // per_image)
 
     @property
     def _image_state(self) -> dict:
@@ -204,6 +215,7 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         """Scaled images of ``adata``, checked against the model's shape."""
         key = self.adata_manager.data_registry[IMAGE_KEY].attr_key
         images = image_array(adata, key)
+        check_query_dtype(images, key, self._image_state["dtype"])
         if image_shape(images) != self.image_shape:
             raise ValueError(
                 f"adata.obsm[{key!r}] holds images of shape {image_shape(images)} (C, H, W); the model was "
@@ -236,9 +248,10 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
             times the unconditional prediction). ``0`` (default) samples the set's own
             distribution; ``w > 0`` exaggerates what distinguishes the set.
         n_sample_steps
-            Network calls per image: integration steps of the flow generator (default 32), or, for
-            DDPM, an evenly strided subset of its 400-step schedule (DDIM with ``eta = 1``; default:
-            all 400 steps, ancestral sampling).
+            Sampling steps: midpoint steps of the flow generator (two network calls each; default
+            32), or, for DDPM, an evenly strided subset of its training schedule
+            (``generator_kwargs["n_steps"]``, 400 by default; DDIM with ``eta = 1``, which narrows the
+            samples as the steps get fewer; default: every step, ancestral sampling).
         batch_size
             Images generated per network call (memory).
         image_key

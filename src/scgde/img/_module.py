@@ -52,6 +52,12 @@ class ImageGDEModule(SetModule):
         self.n_latent = n_latent
         self.encoder = ConvImageEncoder(self.image_shape, n_latent, **(encoder_kwargs or {}))
         options = dict(generator_kwargs or {})
+        unused = sorted({"n_hidden", "n_layers", "time_dim", "network"} & set(options))
+        if unused:
+            raise ValueError(
+                f"generator_kwargs {unused} configure the MLP denoiser of cell models; the image generator is a "
+                "UNet: pass n_channels, channel_mults or dropout."
+            )
         self.max_loss_elements = int(options.pop("max_loss_elements", MAX_LOSS_ELEMENTS))
         unet = {k: options.pop(k) for k in ("n_channels", "channel_mults", "dropout") if k in options}
         network = ConditionalUNet(self.image_shape, n_latent, **unet)

@@ -27,10 +27,10 @@ def _groups(channels: int) -> int:
 
 
 def n_halvings(height: int, width: int, target: int, limit: int) -> int:
-    """How often both sides can be halved exactly while staying at least ``target`` (at most ``limit`` times)."""
-    n = 0
-    while n < limit and height % 2 == 0 and width % 2 == 0 and min(height, width) // 2 >= target:
-        height, width, n = height // 2, width // 2, n + 1
+    """How often the shorter side can be halved while staying at least ``target`` (at most ``limit`` times)."""
+    n, side = 0, min(height, width)
+    while n < limit and side // 2 >= target:
+        side, n = side // 2, n + 1
     return n
 
 
@@ -71,14 +71,16 @@ class ConvImageEncoder(SetEncoder):
         super().__init__(c * h * w, n_latent)
         self.image_shape = (c, h, w)
         self.n_stages = n_blocks + 1
-        n_down = n_halvings(h, w, 1, 8) if max(h, w) > POOLED_SIDE else 0
-        n_down = min(n_down, max(0, math.ceil(math.log2(max(h, w) / POOLED_SIDE))))
+        # strided convolutions (padded, so odd sides work) down to at most POOLED_SIDE pixels a side
+        n_down = max(0, math.ceil(math.log2(max(h, w) / POOLED_SIDE)))
         stem: list[nn.Module] = [nn.Conv2d(c, n_channels, 3, padding=1), nn.GroupNorm(_groups(n_channels), n_channels)]
         for _ in range(n_down):
             stem += [nn.GELU(), nn.Conv2d(n_channels, n_channels, 3, stride=2, padding=1)]
             stem.append(nn.GroupNorm(_groups(n_channels), n_channels))
         self.stem = nn.Sequential(*stem)
-        side_h, side_w = h // 2**n_down, w // 2**n_down
+        side_h, side_w = h, w
+        for _ in range(n_down):  # a stride-2, padding-1, 3x3 convolution maps a side s to ceil(s / 2)
+            side_h, side_w = (side_h + 1) // 2, (side_w + 1) // 2
         self.map_shape = (n_channels, side_h, side_w)
         self.convs = nn.ModuleList(nn.Conv2d(n_channels, n_channels, 3, padding=1) for _ in range(n_blocks))
         self.mixers = nn.ModuleList(nn.Conv2d(2 * n_channels, n_channels, 1) for _ in range(n_blocks))
@@ -129,7 +131,8 @@ class ConditionalUNet(nn.Module):
     ``t (...)`` in ``[0, 1]``; returns ``(..., C * H * W)`` (the noise for DDPM, the velocity for
     flow matching). Time features and the condition are embedded, summed and applied to every
     residual block by scale-and-shift (FiLM). Resolutions halve down to 4 pixels a side at most
-    ``len(channel_mults) - 1`` times; skip connections join equal resolutions.
+    ``len(channel_mults) - 1`` times (images are zero-padded to a multiple of the total factor
+    and cropped back); skip connections join equal resolutions.
 
     Parameters
     ----------
@@ -157,6 +160,8 @@ class ConditionalUNet(nn.Module):
         c, h, w = (int(s) for s in image_shape)
         self.image_shape = (c, h, w)
         n_levels = 1 + n_halvings(h, w, 4, len(channel_mults) - 1)
+        factor = 2 ** (n_levels - 1)
+        self.pad = (0, -w % factor, 0, -h % factor)  # right and bottom zero padding to a multiple of the factor
         widths = [n_channels * m for m in channel_mults[:n_levels]]
         n_emb = 4 * n_channels
         self.time = TimeEmbedding(n_channels)
@@ -184,7 +189,8 @@ class ConditionalUNet(nn.Module):
 
     def forward(self, x_t: Tensor, cond: Tensor, t: Tensor) -> Tensor:
         lead = x_t.shape[:-1]
-        x = x_t.reshape(-1, *self.image_shape)
+        c, height, width = self.image_shape
+        x = F.pad(x_t.reshape(-1, c, height, width), self.pad)
         emb = F.silu(self.embed(torch.cat([self.time(t.reshape(-1)), cond.reshape(len(x), -1)], dim=-1)))
         h = self.stem(x)
         skips = []
@@ -198,4 +204,4 @@ class ConditionalUNet(nn.Module):
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.out(h).reshape(*lead, -1)
+        return self.out(h)[:, :, :height, :width].reshape(*lead, -1)

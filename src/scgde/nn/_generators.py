@@ -329,7 +329,9 @@ class FlowGenerator(_DenoisingGenerator):
     def sample(self, z, n, covariates=None, guidance: float = 0.0, n_steps: int | None = None):
         cond = broadcast_condition(z, n, covariates)
         x = torch.randn(*cond.shape[:2], self.n_input, device=z.device, dtype=z.dtype)
-        n_steps = n_steps or self.n_sample_steps
+        n_steps = self.n_sample_steps if n_steps is None else n_steps
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {n_steps}.")
         dt = 1.0 / n_steps
         for i in range(n_steps):
             t = torch.full(cond.shape[:2], i * dt, device=z.device, dtype=z.dtype)

@@ -14,6 +14,8 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from scgde.data import OneChannelImages
+
 #: colour of each channel in 2- and 3-channel composites (2: magenta/green, colour-blind safe; 3: RGB)
 _COLOURS = {
     2: np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),
@@ -30,8 +32,12 @@ def _images_of(adata: AnnData, image_key: str, argument: str) -> Any:
             "pass the key that holds the (n, C, H, W) images."
         )
     images = adata.obsm[image_key]
+    if len(images.shape) == 3:  # (n, H, W): one channel, read only where shown
+        return OneChannelImages(images)
     if len(images.shape) != 4:
-        raise ValueError(f"{argument}.obsm[{image_key!r}] must be (n, C, H, W); got shape {tuple(images.shape)}.")
+        raise ValueError(
+            f"{argument}.obsm[{image_key!r}] must be (n, C, H, W) or (n, H, W); got shape {tuple(images.shape)}."
+        )
     return images
 
 
