@@ -25,12 +25,12 @@ from scipy.spatial.distance import pdist
 from sklearn.linear_model import LogisticRegression
 
 import scgde
-from benchmarks import _common
+from benchmarks import _common, _img
 from benchmarks._discrete import full_matrix_pearson, grid_truth, run_one
 
 TITLE = "Image GDE, digit mixtures (MNIST-multinomial, Fig. 3): latent geometry and generated class proportions"
 SIZES = {
-    "quick": {"n_train": 200, "steps": 40, "eval_size": 200, "n_generate": 16},
+    "quick": {"n_train": 100, "steps": 20, "eval_size": 60, "n_generate": 8},
     "full": {"n_train": 2000, "steps": 1500, "eval_size": 1000, "n_generate": 40},
 }
 SETS_PER_BATCH, CELLS_PER_SET, N_LATENT = 16, 32, 16
@@ -159,19 +159,9 @@ def run_digits(args: argparse.Namespace) -> dict:
     return {"table": table, "metrics": metrics, "notes": notes, "info": {"train_s": train_s, "generate_s": gen_s}}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes and sanity assertions")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--generator", default="ddpm", choices=["ddpm", "flow"])
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: 1,500; quick: 40)")
-    p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads during the run")
-    return p
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Command line: run the experiment and print it; returns the result (with ``markdown``, ``wall_s``)."""
-    return run_one("img_digits", TITLE, _parser(), argv, run_digits)
+    return run_one("img_digits", TITLE, _img.parser(__doc__, 1500, 20), argv, run_digits)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,12 @@ from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 import scgde
-from benchmarks import _common
+from benchmarks import _common, _img
 from benchmarks._discrete import run_one
 
 TITLE = "Image GDE, simulated optical pooled screen: held-out perturbations predicted as image distributions"
 SIZES = {
-    "quick": {"n_genes": 12, "cells": 40, "control": 80, "image_size": 16, "steps": 20, "held_out": 3, "n_gen": 40},
+    "quick": {"n_genes": 12, "cells": 40, "control": 80, "image_size": 16, "steps": 10, "held_out": 3, "n_gen": 40},
     "full": {
         "n_genes": 40,
         "cells": 200,
@@ -203,19 +203,9 @@ def run_screen(args: argparse.Namespace) -> dict:
     return {"table": table, "metrics": metrics, "notes": notes, "info": {"train_s": train_s, "generate_s": gen_s}}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes and sanity assertions")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--generator", default="flow", choices=["ddpm", "flow"])
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: 1,000; quick: 20)")
-    p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads during the run")
-    return p
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Command line: run the experiment and print it; returns the result (with ``markdown``, ``wall_s``)."""
-    return run_one("img_screen", TITLE, _parser(), argv, run_screen)
+    return run_one("img_screen", TITLE, _img.parser(__doc__, 1000, 10), argv, run_screen)
 
 
 if __name__ == "__main__":

@@ -219,7 +219,7 @@ def test_query_must_match_image_shape(trained):
 def test_ddpm_generator_and_its_options():
     adata = _squares(n_per_set=10)
     ImageGDE.setup_anndata(adata, set_key="gene")
-    model = ImageGDE(adata, n_latent=4, generator_kwargs={"n_channels": 8, "n_steps": 20})
+    model = ImageGDE(adata, n_latent=4, generator="ddpm", generator_kwargs={"n_channels": 8, "n_steps": 20})
     model.train(max_epochs=1, batches_per_epoch=2, enable_progress_bar=False)
     gen = model.generate(["dark", "mid"], n_samples=3, guidance=1.0, batch_size=2)
     assert gen.obsm["image"].shape == (6, 1, 8, 8)

@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from scvi.data import AnnDataManager
 from scvi.model.base import BaseModelClass
 from scvi.utils import setup_anndata_dsp
 
-from scgde.data import SetObsField, as_key_list, set_labels
 from scgde.model._embed import EmbeddingMixin
 from scgde.model._generate import GenerationMixin, SetsOrEmbeddings
+from scgde.model._setup import pass_steps, register_element_sets
 from scgde.model._train import TrainMixin
 from scgde.model._training import GDETrainingPlan
 from scgde.model._validate import check_choice
@@ -63,8 +62,11 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
     encoder
         ``"conv"``: the convolutional set encoder.
     generator
-        ``"ddpm"`` (denoising diffusion, the paper's image generator) or ``"flow"`` (flow matching;
-        samples with 32 midpoint steps instead of 400 denoising steps).
+        ``"flow"`` (default; flow matching, sampled with 32 midpoint steps) or ``"ddpm"`` (denoising
+        diffusion with 400 steps, the paper's image generator). Measured on the digit simplex
+        (``benchmarks.img_digits``, same budget): flow gave latent-W2 Pearson 0.954 and generated
+        class proportions within 0.105 total variation of the set's, DDPM 0.902 and 0.159, and
+        sampled 5x slower.
     encoder_kwargs, generator_kwargs
         Their options, e.g. ``{"n_channels": 64}`` or ``{"n_channels": 64, "n_steps": 1000}``
         (see :class:`~scgde.img.ImageGDEModule`).
@@ -93,7 +95,7 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         adata: AnnData,
         n_latent: int = 64,
         encoder: Encoder = "conv",
-        generator: Generator = "ddpm",
+        generator: Generator = "flow",
         encoder_kwargs: dict | None = None,
         generator_kwargs: dict | None = None,
     ):
@@ -153,17 +155,9 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         used, never modified or copied into the AnnData.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        keys = as_key_list(set_key)
-        if adata.n_obs == 0:
-            raise ValueError("adata is empty (0 images); ImageGDE needs images grouped into at least 2 sets.")
-        if "source_registry" not in kwargs:
-            _, names = set_labels(adata.obs, keys)
-            if len(names) < 2:
-                raise ValueError(f"set_key={set_key!r} defines {len(names)} set; ImageGDE needs at least 2 sets.")
-        fields = [SetObsField(keys), ImageObsmField(image_key, value_range)]
-        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        register_element_sets(
+            cls, adata, set_key, ImageObsmField(image_key, value_range), setup_method_args, "image", **kwargs
+        )
 
     def train(
         self,
@@ -196,8 +190,7 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
 
     @staticmethod
     def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
-        per_pass = -(-n_train_cells // (sets_per_batch * cells_per_set))
-        return int(np.clip(IMG_PASSES * per_pass, IMG_MIN_STEPS, IMG_MAX_STEPS))
+        return pass_steps(n_train_cells, sets_per_batch, cells_per_set, IMG_PASSES, IMG_MIN_STEPS, IMG_MAX_STEPS)
 
     def _calibrate_support(self) -> None:
         """Nothing to calibrate: generated pixels are clipped to the registered range."""

@@ -29,8 +29,8 @@ class ImageGDEModule(SetModule):
     n_latent
         Set-vector dimension.
     generator
-        ``"ddpm"``: denoising diffusion (noise prediction, the paper's image generator);
-        ``"flow"``: conditional flow matching on straight paths (far fewer network calls to sample).
+        ``"flow"``: conditional flow matching on straight paths (far fewer network calls to sample);
+        ``"ddpm"``: denoising diffusion (noise prediction, the paper's image generator).
     encoder_kwargs
         Arguments of :class:`~scgde.img.ConvImageEncoder`.
     generator_kwargs
@@ -43,7 +43,7 @@ class ImageGDEModule(SetModule):
         self,
         image_shape: tuple[int, int, int],
         n_latent: int = 64,
-        generator: Literal["ddpm", "flow"] = "ddpm",
+        generator: Literal["ddpm", "flow"] = "flow",
         encoder_kwargs: dict | None = None,
         generator_kwargs: dict | None = None,
     ):

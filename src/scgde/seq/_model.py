@@ -11,13 +11,12 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from scvi.data import AnnDataManager
 from scvi.model.base import BaseModelClass
 from scvi.utils import setup_anndata_dsp
 
-from scgde.data import SetObsField, as_key_list, set_labels
 from scgde.model._embed import EmbeddingMixin
 from scgde.model._generate import GenerationMixin, SetsOrEmbeddings
+from scgde.model._setup import pass_steps, register_element_sets
 from scgde.model._train import TrainMixin
 from scgde.model._training import GDETrainingPlan
 from scgde.model._validate import check_choice
@@ -240,19 +239,17 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
         check_choice("alphabet", alphabet, AlphabetName)
         check_choice("unknown", unknown, Unknown)
         setup_method_args = cls._get_setup_method_args(**locals())
-        keys = as_key_list(set_key)
-        if adata.n_obs == 0:
-            raise ValueError("adata is empty (0 sequences); SeqGDE needs sequences grouped into at least 2 sets.")
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}.")
-        if "source_registry" not in kwargs:
-            _, names = set_labels(adata.obs, keys)
-            if len(names) < 2:
-                raise ValueError(f"set_key={set_key!r} defines {len(names)} set; SeqGDE needs at least 2 sets.")
-        fields = [SetObsField(keys), SequenceObsField(sequence_key, alphabet, max_length, unknown)]
-        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        register_element_sets(
+            cls,
+            adata,
+            set_key,
+            SequenceObsField(sequence_key, alphabet, max_length, unknown),
+            setup_method_args,
+            "sequence",
+            **kwargs,
+        )
 
     def train(
         self,
@@ -285,8 +282,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
 
     @staticmethod
     def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
-        per_pass = -(-n_train_cells // (sets_per_batch * cells_per_set))
-        return int(np.clip(SEQ_PASSES * per_pass, SEQ_MIN_STEPS, SEQ_MAX_STEPS))
+        return pass_steps(n_train_cells, sets_per_batch, cells_per_set, SEQ_PASSES, SEQ_MIN_STEPS, SEQ_MAX_STEPS)
 
     def _calibrate_support(self) -> None:
         """Nothing to calibrate: generated tokens are letters of the alphabet by construction."""
