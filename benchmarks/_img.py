@@ -16,3 +16,21 @@ def parser(doc: str, steps: int, quick_steps: int) -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads during the run")
     return p
+
+
+def train(model, steps: int, sets_per_batch: int, cells_per_set: int, **kwargs) -> float:
+    """Train an ImageGDE for about ``steps`` steps (50 per epoch, lr 1e-3 constant, no validation split); seconds."""
+    from benchmarks import _common
+
+    epochs, per_epoch = _common.budget(steps, batches_per_epoch=50)
+    return _common.train(
+        model,
+        epochs=epochs,
+        batches_per_epoch=per_epoch,
+        sets_per_batch=sets_per_batch,
+        cells_per_set=cells_per_set,
+        train_size=1.0,
+        lr=1e-3,
+        lr_schedule="constant",
+        **kwargs,
+    )

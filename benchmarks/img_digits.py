@@ -81,17 +81,7 @@ def run_digits(args: argparse.Namespace) -> dict:
     torch.manual_seed(seed)
     model = scgde.img.ImageGDE(train_data, n_latent=N_LATENT, generator=args.generator)
     r = {"untrained": _common.pearson(pdist(_embed(model, test)), w2)}
-    epochs, per_epoch = _common.budget(steps, batches_per_epoch=50)
-    train_s = _common.train(
-        model,
-        epochs=epochs,
-        batches_per_epoch=per_epoch,
-        sets_per_batch=SETS_PER_BATCH,
-        cells_per_set=CELLS_PER_SET,
-        train_size=1.0,
-        lr=1e-3,
-        lr_schedule="constant",
-    )
+    train_s = _img.train(model, steps, SETS_PER_BATCH, CELLS_PER_SET)
     z = _embed(model, test)
     r["GDE"] = _common.pearson(pdist(z), w2)
     full = full_matrix_pearson(pdist(z), w2)

@@ -89,16 +89,11 @@ def run_nuclei(args: argparse.Namespace) -> dict:
 
     r2 = {"untrained conv encoder": _blocked_r2(embed(model), y, quadrant)}
     bandwidth = float(np.median(NearestNeighbors(n_neighbors=2).fit(coords).kneighbors(coords)[0][:, 1]))
-    epochs, per_epoch = _common.budget(steps, batches_per_epoch=50)
-    train_s = _common.train(
+    train_s = _img.train(
         model,
-        epochs=epochs,
-        batches_per_epoch=per_epoch,
-        sets_per_batch=16,
-        cells_per_set=16,
-        train_size=1.0,
-        lr=1e-3,
-        lr_schedule="constant",
+        steps,
+        16,
+        16,
         kernel={
             "obsm": "spatial",
             "kernel": "exponential",

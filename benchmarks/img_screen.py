@@ -78,17 +78,7 @@ def run_screen(args: argparse.Namespace) -> dict:
     scgde.img.ImageGDE.setup_anndata(train, set_key="gene")
     torch.manual_seed(args.seed)
     model = scgde.img.ImageGDE(train, n_latent=32, generator=args.generator)
-    epochs, per_epoch = _common.budget(steps, batches_per_epoch=50)
-    train_s = _common.train(
-        model,
-        epochs=epochs,
-        batches_per_epoch=per_epoch,
-        sets_per_batch=16,
-        cells_per_set=32,
-        train_size=1.0,
-        lr=1e-3,
-        lr_schedule="constant",
-    )
+    train_s = _img.train(model, steps, 16, 32)
     predictor = scgde.model.PerturbationPredictor(model, "gene", control=CONTROL, features=features).fit()
     start = time.perf_counter()
     generated = predictor.predict(held, n_cells=size["n_gen"])

@@ -57,17 +57,21 @@ def image_shape(images) -> tuple[int, int, int]:
     return (1, *shape) if len(shape) == 2 else shape
 
 
-def dtype_range(images, sample: int = RANGE_SAMPLE) -> tuple[float, float]:
+def first_images(images, sample: int = RANGE_SAMPLE) -> np.ndarray:
+    """The first ``sample`` images, read once to infer and check the pixel range."""
+    return _to_numpy(images[: min(sample, images.shape[0])])
+
+
+def dtype_range(dtype, head: np.ndarray) -> tuple[float, float]:
     """Pixel range mapped to [-1, 1]: the dtype's for integers; for floats [0, 1] if the data lie there.
 
-    Float images outside [0, 1] use the range of the first ``sample`` images (pass ``value_range`` to
+    Float images outside [0, 1] use the range of ``head``, the first images (pass ``value_range`` to
     :meth:`ImageGDE.setup_anndata` to fix it).
     """
-    dtype = np.dtype(images.dtype)
+    dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         return float(info.min), float(info.max)
-    head = _to_numpy(images[: min(sample, images.shape[0])])
     if not np.isfinite(head).any():
         raise ValueError("The first images hold no finite pixel; pass value_range=(low, high) to setup_anndata.")
     lo, hi = float(np.nanmin(head)), float(np.nanmax(head))
@@ -76,13 +80,12 @@ def dtype_range(images, sample: int = RANGE_SAMPLE) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
-def _warn_narrow_range(images, image_key: str, lo: float, hi: float, sample: int = RANGE_SAMPLE) -> None:
+def _warn_narrow_range(head: np.ndarray, dtype, image_key: str, lo: float, hi: float) -> None:
     """Images using a sliver of the range mapped to [-1, 1] train poorly: say how to fix it."""
-    head = _to_numpy(images[: min(sample, images.shape[0])])
     used_lo, used_hi = float(np.nanmin(head)), float(np.nanmax(head))
     if used_hi - used_lo < (hi - lo) / 16:
         warnings.warn(
-            f"The pixels of adata.obsm[{image_key!r}] span {used_lo:g}-{used_hi:g} of the {images.dtype} range "
+            f"The pixels of adata.obsm[{image_key!r}] span {used_lo:g}-{used_hi:g} of the {dtype} range "
             f"{lo:g}-{hi:g} mapped to [-1, 1]; pass value_range=({used_lo:g}, {used_hi:g}) (or the instrument's "
             "range) to setup_anndata so that the images fill it.",
             UserWarning,
@@ -140,8 +143,9 @@ class ImageObsmField(BaseAnnDataField):
         """Record shape, dtype and the pixel range."""
         images = image_array(adata, self.attr_key)
         if self.value_range is None:
-            lo, hi = dtype_range(images)
-            _warn_narrow_range(images, self.attr_key, lo, hi)
+            head = first_images(images)
+            lo, hi = dtype_range(images.dtype, head)
+            _warn_narrow_range(head, images.dtype, self.attr_key, lo, hi)
         else:
             lo, hi = (float(v) for v in self.value_range)
             if not hi > lo:
