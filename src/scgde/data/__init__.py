@@ -4,6 +4,8 @@ from ._datamodule import SetDataModule, SetDataSplitter, uses_auto_kernel
 from ._design import PerturbationDesign
 from ._fetch import OneChannelImages, RowFetcher
 from ._fields import SET_KEY, SET_LABELS_KEY, SetLabelsObsField, SetObsField, registered_set_labels, registered_sets
+from ._mudata import MODALITY_ARGS, ModalityFetcher, registered_fetcher, registered_modalities
+from ._niches import NICHE_KEY, NicheObspField, NicheSampler, NicheSets, encode_niches, registered_niches
 from ._samplers import (
     DirichletMixer,
     GroupSampler,
@@ -18,6 +20,16 @@ from ._sets import SET_NAME_SEP, SetIndex, as_key_list, n_training_sets, set_lab
 from ._stream import GeneOrder, SetChunks, default_chunk_size, pca_coordinates
 
 __all__ = [
+    "MODALITY_ARGS",
+    "ModalityFetcher",
+    "registered_fetcher",
+    "registered_modalities",
+    "NICHE_KEY",
+    "NicheObspField",
+    "NicheSampler",
+    "NicheSets",
+    "encode_niches",
+    "registered_niches",
     "SET_KEY",
     "SET_LABELS_KEY",
     "SET_NAME_SEP",

@@ -14,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ._fetch import RowFetcher
 from ._fields import registered_set_labels, registered_sets
+from ._mudata import ModalityFetcher, registered_fetcher, registered_modalities
+from ._niches import registered_niches
 from ._samplers import SetBatch, SetSampler, make_sampler
 from ._sets import split_sets
 from ._stream import pca_coordinates
@@ -212,7 +214,8 @@ class SetDataSplitter(SetDataModule):
         if cells_per_set < 1:
             raise ValueError(f"cells_per_set must be >= 1, got {cells_per_set}.")
         train_size = 0.9 if train_size is None else train_size
-        index = registered_sets(adata_manager)
+        niches = registered_niches(adata_manager)
+        index = registered_sets(adata_manager) if niches is None else niches
         usable = np.flatnonzero(index.sizes >= max(1, min_set_size))
         n_skipped = index.n_sets - len(usable)
         if n_skipped:
@@ -239,7 +242,11 @@ class SetDataSplitter(SetDataModule):
         labels = registered_set_labels(adata_manager)
         if kernel == "auto":
             kernel = None
-            if uses_auto_kernel(len(train_sets), mixer, window, labels is not None):
+            if (
+                niches is None
+                and registered_modalities(adata_manager) is None
+                and uses_auto_kernel(len(train_sets), mixer, window, labels is not None)
+            ):
                 coords = self.kernel_coordinates(fetcher, seed)
                 kernel = None if coords is None else {"coords": coords, "n_neighbors": AUTO_KERNEL_NEIGHBORS}
         self.kernel = kernel
@@ -268,16 +275,11 @@ class SetDataSplitter(SetDataModule):
         )
 
     @staticmethod
-    def make_fetcher(adata_manager) -> RowFetcher:
-        """Reader of the training elements: the registered matrix (subclasses read other elements)."""
-        return RowFetcher(adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), _matrix_name(adata_manager))
+    def make_fetcher(adata_manager) -> RowFetcher | ModalityFetcher:
+        """Reader of the training elements: the registered matrix or a MuData's modalities (subclasses read others)."""
+        return registered_fetcher(adata_manager)
 
     @staticmethod
     def kernel_coordinates(fetcher, seed: int) -> np.ndarray | None:
         """Coordinates of ``kernel="auto"`` neighbourhoods (``None``: whole sets): principal components."""
         return pca_coordinates(fetcher, seed=seed)
-
-
-def _matrix_name(adata_manager) -> str:
-    layer = adata_manager.data_registry[REGISTRY_KEYS.X_KEY].attr_key
-    return "adata.X" if layer is None else f"adata.layers[{layer!r}]"

@@ -299,7 +299,8 @@ def make_sampler(
     Parameters
     ----------
     index, sets, cells_per_set
-        The grouping, the codes of the sets to draw from, and ``m``.
+        The grouping (a :class:`~scgde.data.SetIndex`, or :class:`~scgde.data.NicheSets`: then
+        a :class:`~scgde.data.NicheSampler`), the codes of the sets to draw from, and ``m``.
     mixer
         ``None`` (each set is one group), ``"dirichlet"`` or options of :class:`DirichletMixer`
         such as ``{"k": 3, "alpha": 1.0}``.
@@ -313,6 +314,14 @@ def make_sampler(
     """
     if sum(option is not None for option in (mixer, kernel, window)) > 1:
         raise ValueError("Pass at most one of mixer=, kernel= and window=.")
+    if hasattr(index, "masses"):  # niches (NicheSets): cells drawn by their niche weights
+        if mixer is not None or kernel is not None or window is not None:
+            raise ValueError(
+                "A niche model (niche_key=) trains on its niches: mixer=, kernel= and window= do not apply."
+            )
+        from ._niches import NicheSampler
+
+        return NicheSampler(index, cells_per_set, sets)
     if window is not None:
         return WindowSampler(index, cells_per_set, window, sets)
     if kernel is not None:

@@ -10,7 +10,17 @@ import torch
 from anndata import AnnData
 from scipy.spatial.distance import cdist
 
-from scgde.data import SetChunks, SetIndex, as_key_list, default_chunk_size, registered_sets, set_labels
+from scgde.data import (
+    NicheSets,
+    SetChunks,
+    SetIndex,
+    as_key_list,
+    default_chunk_size,
+    encode_niches,
+    registered_niches,
+    registered_sets,
+    set_labels,
+)
 from scgde.nn import encode_stream
 
 
@@ -23,8 +33,51 @@ class EmbeddingMixin:
 
     @property
     def set_key(self) -> list[str]:
-        """The ``obs`` column(s) whose values define the registered sets."""
-        return as_key_list(self._setup_args["set_key"])
+        """The ``obs`` column(s) whose values define the registered sets (``[]`` for a niche model)."""
+        key = self._setup_args.get("set_key")
+        return [] if key is None else as_key_list(key)
+
+    @property
+    def niche_key(self) -> str | None:
+        """The ``obsp`` key of the niche weights, for a model set up with ``niche_key`` (else ``None``)."""
+        return self._setup_args.get("niche_key")
+
+    @property
+    def _sets_description(self) -> str:
+        return f"niches from obsp[{self.niche_key!r}]" if self.niche_key else f"sets from {self.set_key}"
+
+    def _niches(self, adata: AnnData) -> NicheSets:
+        """The niches of the training AnnData, or a query's own under the model's ``niche_key``."""
+        if adata is self.adata:
+            return registered_niches(self.adata_manager)
+        if self.niche_key not in adata.obsp:
+            raise KeyError(
+                f"The model embeds niches from adata.obsp[{self.niche_key!r}], which this AnnData lacks "
+                f"(obsp: {list(adata.obsp)}); build them with scgde.tl.niche_sets(adata, key_added={self.niche_key!r})."
+            )
+        return NicheSets(adata.obsp[self.niche_key], adata.obs_names)
+
+    def _niche_representation(self, adata, sets, chunk_size, progress_bar) -> pd.DataFrame:
+        """One row per niche (all cells, or the cells named ``sets``), each niche encoded whole."""
+        adata = self.adata if adata is None else adata
+        reader = self._reader(adata)
+        niches = self._niches(adata)
+        rows = np.arange(adata.n_obs)
+        if sets is not None:
+            sets = [sets] if isinstance(sets, str) else list(sets)
+            rows = adata.obs_names.get_indexer(sets)
+            if (rows < 0).any():
+                bad = [n for n, r in zip(sets, rows, strict=True) if r < 0][:5]
+                raise KeyError(f"Unknown cell(s) {bad}: a niche model's sets are its cells (adata.obs_names).")
+        chunk_size = self._default_chunk_size(reader) if chunk_size is None else chunk_size
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size} must be a positive number of cells.")
+        self.module.eval()
+        z = encode_niches(
+            self.module.encoder, niches, rows, reader, self.module.encoder_input, self.device, chunk_size, progress_bar
+        )
+        names = adata.obs_names[rows]
+        return pd.DataFrame(z, index=names, columns=[f"gde_{i}" for i in range(z.shape[1])])
 
     def _set_codes(self, adata: AnnData, set_key: str | Sequence[str] | None) -> tuple[np.ndarray, pd.Index]:
         """Set code of every element of ``adata`` and the set names (registered sets, or ``set_key``'s)."""
@@ -56,6 +109,8 @@ class EmbeddingMixin:
             raise ValueError("adata is empty (0 cells): there are no sets to embed.")
         reader = self._reader(adata)
         codes, names = self._set_codes(adata, set_key)
+        if getattr(self, "_multimodal", False):  # a cell measured in none of the model's modalities is no element
+            codes = np.where(reader.fetcher.present().any(axis=1), codes, -1)
         if sets is not None:
             sets = [sets] if isinstance(sets, str) else list(sets)
             wanted = SetIndex(codes, names).codes_of(sets)
@@ -124,12 +179,22 @@ class EmbeddingMixin:
         Returns
         -------
         DataFrame with one row per set (index: set names) and columns ``gde_0, ..., gde_{L-1}``;
-        with ``return_std=True``, a pair ``(embedding, std)`` of such DataFrames.
+        with ``return_std=True``, a pair ``(embedding, std)`` of such DataFrames. A model set up
+        with ``niche_key`` returns one row per cell's niche (index: obs names, or the cells named
+        in ``sets``), each niche encoded whole and exactly from its weighted cells, in chunks of
+        about ``chunk_size`` niche members (memory bounded, one read per chunk).
 
         Examples
         --------
         >>> emb, se = model.get_set_representation(return_std=True, progress_bar=False)  # doctest: +SKIP
         """
+        if self.niche_key is not None:
+            if set_key is not None or return_std:
+                raise ValueError(
+                    "This model embeds niches (set up with niche_key=): its sets are the cells' niches, so "
+                    "set_key= and return_std=True do not apply."
+                )
+            return self._niche_representation(adata, sets, chunk_size, progress_bar)
         reader, codes, names, chunk_size = self._embedding_inputs(adata, set_key, sets, chunk_size)
         self.module.eval()
         z = self._encode(reader, codes, len(names), chunk_size, progress_bar)
@@ -155,6 +220,8 @@ class EmbeddingMixin:
         ``(n_obs, n_latent)`` array, the scvi-tools convention for ``adata.obsm``.
         """
         adata = self.adata if adata is None else adata
+        if self.niche_key is not None:  # each cell's own niche
+            return self.get_set_representation(adata, progress_bar=progress_bar).to_numpy(dtype=np.float32)
         codes, _ = self._set_codes(adata, set_key)
         z = self.get_set_representation(adata, set_key, progress_bar=progress_bar).to_numpy()
         out = np.full((adata.n_obs, z.shape[1]), np.nan, dtype=np.float32)
@@ -176,6 +243,8 @@ class EmbeddingMixin:
         With ``return_std=True`` also the bootstrap standard error of each distance (the spread of
         the distance over the Poisson-bootstrap replicates of both sets' cells).
         """
+        if return_std and self.niche_key is not None:
+            raise ValueError("return_std=True is not available for niche models (niche_key=).")
         emb = self.get_set_representation(adata, set_key, sets, progress_bar=progress_bar)
         dist = pd.DataFrame(cdist(emb.to_numpy(), emb.to_numpy()), index=emb.index, columns=emb.index)
         if not return_std:

@@ -20,16 +20,18 @@ from scvi.utils import setup_anndata_dsp
 
 from scgde.data import (
     GeneOrder,
+    NicheObspField,
     RowFetcher,
     SetLabelsObsField,
     SetObsField,
     as_key_list,
     set_labels,
 )
-from scgde.module import GDEModule
+from scgde.module import GDEModule, MultimodalGDEModule
 
 from ._embed import EmbeddingMixin
 from ._generate import GenerationMixin
+from ._multimodal import MultimodalMixin
 from ._supervision import SupervisionMixin, head_options
 from ._train import TrainMixin
 from ._training import GDETrainingPlan
@@ -43,7 +45,7 @@ Likelihood = Literal["gaussian", "nb"]
 Support = Literal["auto", "nonnegative", "real"]
 
 
-class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseModelClass):
+class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, SupervisionMixin, BaseModelClass):
     """Generative Distribution Embeddings of sets of cells (Fishman, Gowri et al., NeurIPS 2025).
 
     Each set of cells (a clone, a perturbation, a donor, ...) is encoded into one vector by an
@@ -59,7 +61,10 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
     Parameters
     ----------
     adata
-        AnnData registered with :meth:`setup_anndata`.
+        AnnData registered with :meth:`setup_anndata`, or MuData registered with
+        :meth:`setup_mudata` (then each modality has its own element encoder and generator head;
+        ``generator``, ``likelihood`` and ``output_support`` do not apply and ``generate`` returns a
+        MuData).
     n_latent
         Dimension of the set embedding.
     encoder
@@ -111,12 +116,28 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
         **kwargs,
     ):
         super().__init__(adata)
+        if adata.n_obs == 0:
+            raise ValueError("adata is empty (0 cells); GDE needs cells grouped into at least 2 sets.")
+        if self._multimodal:
+            if generator not in (None, "cvae") or likelihood is not None:
+                raise ValueError(
+                    "A MuData model generates each modality with its own likelihood (a multimodal CVAE): "
+                    "leave generator= and likelihood= unset."
+                )
+            # the likelihoods found in the data are kept with the model (a loaded model must not re-guess them)
+            kwargs["modality_specs"] = self._init_multimodal_module(
+                MultimodalGDEModule, n_latent, n_hidden, encoder, kwargs.pop("modality_specs", None), **kwargs
+            )
+            self._model_summary_string = (
+                f"GDE model (multimodal: {self.module.layout.names} as {self.module.layout.kinds}): "
+                f"encoder={encoder!r}, n_latent={n_latent}, {self._sets_description}."
+            )
+            self.init_params_ = self._get_init_params(locals())
+            return
         likelihood = likelihood or "gaussian"
         check_choice("likelihood", likelihood, Likelihood)
         generator = generator or ("cvae" if likelihood == "nb" else "flow")
         check_choice("output_support", output_support, Support)
-        if adata.n_obs == 0:
-            raise ValueError("adata is empty (0 cells); GDE needs cells grouped into at least 2 sets.")
         self.module = self._module_cls(
             n_input=self.summary_stats.n_vars,
             n_latent=n_latent,
@@ -141,7 +162,7 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
         self._var_names = pd.Index(self.adata.var_names.astype(str))
         self._model_summary_string = (
             f"GDE model: encoder={encoder!r}, generator={generator!r}, likelihood={likelihood!r}, "
-            f"n_latent={n_latent}, sets from {self.set_key}."
+            f"n_latent={n_latent}, {self._sets_description}."
         )
         self.init_params_ = self._get_init_params(locals())
 
@@ -151,13 +172,14 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
     def setup_anndata(
         cls,
         adata: AnnData,
-        set_key: str | Sequence[str],
+        set_key: str | Sequence[str] | None = None,
         layer: str | None = None,
         batch_key: str | None = None,
         set_labels_key: str | None = None,
+        niche_key: str | None = None,
         **kwargs,
     ) -> None:
-        """Register an AnnData whose cells are grouped into sets.
+        """Register an AnnData whose cells are grouped into sets (or whose every cell has a niche).
 
         Parameters
         ----------
@@ -176,6 +198,12 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
             string or boolean labels train a classification head, numeric ones a regression head,
             on the set vector, jointly with the generator (``train(label_weight=...)``); predict
             with :meth:`predict_set_labels`. A set whose cells disagree is an error.
+        niche_key
+            Instead of ``set_key``: a key of ``adata.obsp`` whose row ``i`` weights the cells of
+            cell ``i``'s niche (from :func:`scgde.tl.niche_sets`). Every cell's niche is then a
+            weighted set: :meth:`train` draws random niches (cells with probability given by the
+            weights), :meth:`get_set_representation` returns one row per cell (index: obs names),
+            and :func:`scgde.tl.embed_niches` stores them in ``adata.obsm["X_gde_niche"]``.
         **kwargs
             Used by :meth:`load` to transfer a saved setup to a new AnnData.
 
@@ -183,8 +211,8 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
         -----
         Writes only scvi-tools' registration keys: ``.uns["_scvi_uuid"]``,
         ``.uns["_scvi_manager_uuid"]``, ``.obs["_scgde_set"]`` (each cell's set code, ``-1`` for
-        none) and ``.obs["_scvi_batch"]`` when a ``batch_key`` is given. ``adata.X`` and layers are
-        never modified.
+        none; not with ``niche_key``) and ``.obs["_scvi_batch"]`` when a ``batch_key`` is given.
+        ``adata.X`` and layers are never modified.
 
         Examples
         --------
@@ -194,7 +222,13 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
         4
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        keys = as_key_list(set_key)
+        if (set_key is None) == (niche_key is None):
+            raise ValueError(
+                "Pass exactly one of set_key= (an adata.obs column naming each cell's set) and niche_key= "
+                "(an adata.obsp key of niche weights from scgde.tl.niche_sets)."
+            )
+        if niche_key is not None and set_labels_key is not None:
+            raise ValueError("set_labels_key= needs named sets (set_key=); niches (niche_key=) have no set labels.")
         if adata.n_obs == 0:
             raise ValueError("adata is empty (0 cells); GDE needs cells grouped into at least 2 sets.")
         if layer is not None and layer not in adata.layers:
@@ -207,20 +241,20 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
                 f"batch_key={batch_key!r} is not a column of adata.obs; available columns: {list(adata.obs.columns)}."
             )
         transfer = "source_registry" in kwargs
-        if not transfer:
-            _, names = set_labels(adata.obs, keys)
+        if niche_key is None and not transfer:
+            _, names = set_labels(adata.obs, as_key_list(set_key))
             if len(names) < 2:
                 raise ValueError(f"set_key={set_key!r} defines {len(names)} set; GDE needs at least 2 sets.")
         matrix = adata.X if layer is None else adata.layers[layer]
         RowFetcher(matrix, "adata.X" if layer is None else f"adata.layers[{layer!r}]").check_finite()
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False, correct_data_format=False),
-            SetObsField(keys),
+            SetObsField(as_key_list(set_key)) if niche_key is None else NicheObspField(niche_key),
         ]
         if batch_key is not None:
             fields.append(CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key))
         if set_labels_key is not None:
-            fields.append(SetLabelsObsField(set_labels_key, keys))
+            fields.append(SetLabelsObsField(set_labels_key, as_key_list(set_key)))
         if transfer:
             kwargs.setdefault("extend_categories", True)  # new batches in a query AnnData
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
@@ -246,8 +280,10 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
         model_file = Path(dir_path) / "model.pt"
         if not model_file.exists():
             raise FileNotFoundError(f"{dir_path} holds no saved model (no model.pt); pass the folder given to save().")
-        trained = pd.Index(np.asarray(torch.load(model_file, map_location="cpu", weights_only=False)["var_names"]))
-        if adata is not None:
+        saved = torch.load(model_file, map_location="cpu", weights_only=False)["var_names"]
+        multimodal = isinstance(saved, dict)  # scvi-tools saves a MuData model's features per modality
+        trained = None if multimodal else pd.Index(np.asarray(saved))
+        if adata is not None and not multimodal:
             gene_columns(adata.var_names, trained)  # a clear error before scvi-tools' checks
         scvi_logger = logging.getLogger("scvi")
         level = scvi_logger.level
@@ -259,7 +295,18 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
                 model = super().load(str(dir_path), adata=adata, **kwargs)
         finally:
             scvi_logger.setLevel(level)
-        model._var_names = pd.Index(trained.astype(str))
+        if multimodal:
+            for mod in model.modalities:  # scvi-tools only warns about other features
+                if not pd.Index(np.asarray(model.adata.mod[mod].var_names, dtype=str)).equals(
+                    pd.Index(np.asarray(saved[mod], dtype=str))
+                ):
+                    raise ValueError(
+                        f"mdata.mod[{mod!r}] has other features (or another order) than the model was trained on; "
+                        f"select them first: mdata.mod[{mod!r}][:, trained_features]."
+                    )
+            model._var_names = pd.Index(np.concatenate([np.asarray(saved[m], dtype=str) for m in model.modalities]))
+        else:
+            model._var_names = pd.Index(trained.astype(str))
         return model
 
     # ------------------------------------------------------------------ helpers
@@ -274,6 +321,8 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
 
     def _fetcher(self, adata: AnnData) -> RowFetcher:
         """Reader of the registered matrix of an AnnData (the training one or a query)."""
+        if self._multimodal:
+            return self._modality_fetcher(adata)
         layer = self._setup_args["layer"]
         if layer is None:
             return RowFetcher(adata.X, "adata.X")
@@ -286,11 +335,16 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseMod
 
         ``reader.rows(idx)`` and ``reader.slice(start, stop)`` return dense float32 rows without
         densifying the whole matrix (also for backed AnnData). Genes are matched by name.
+        Not available for a MuData model (its cells span several modalities).
         """
+        if self._multimodal:
+            raise ValueError("expression_reader() reads one expression matrix; a MuData model has several modalities.")
         return self._reader(self.adata if adata is None else adata)
 
     def _reader(self, adata: AnnData) -> GeneOrder:
         """Rows of ``adata`` with columns in the model's gene order (validated counts for nb models)."""
+        if self._multimodal:  # features are checked per modality
+            return GeneOrder(self._modality_fetcher(adata), None)
         columns = gene_columns(adata.var_names, self.var_names)
         fetcher = self._fetcher(adata)
         if self.module.likelihood == "nb" and adata is not self.adata:

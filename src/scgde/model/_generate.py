@@ -11,7 +11,7 @@ import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
-from scgde.data import pca_coordinates, registered_sets
+from scgde.data import pca_coordinates, registered_niches, registered_sets
 from scgde.module import N_CURVE
 
 SetsOrEmbeddings = str | Sequence[str] | pd.DataFrame | np.ndarray
@@ -93,7 +93,7 @@ class GenerationMixin:
         if self._batch_key:
             obs[self._batch_key] = batch
         obs.index = obs.index.astype(str)
-        return AnnData(x, obs=obs, var=pd.DataFrame(index=self.var_names))
+        return self._wrap_generated(x, obs)
 
     @torch.inference_mode()
     def _calibrate_support(self, n_neighbourhoods: int = 400, n_neighbors: int = 100) -> None:
@@ -112,16 +112,17 @@ class GenerationMixin:
         from sklearn.neighbors import NearestNeighbors
 
         fetcher = self._fetcher(self.adata)
-        index = registered_sets(self.adata_manager)
+        niches = registered_niches(self.adata_manager)
+        index = registered_sets(self.adata_manager) if niches is None else niches
         rng = np.random.default_rng(self._seed())
-        rows = np.flatnonzero(index.codes >= 0)
+        rows = np.arange(self.adata.n_obs) if niches is not None else np.flatnonzero(index.codes >= 0)
         coords = pca_coordinates(fetcher, seed=self._seed())[rows]
         centres = rng.choice(len(rows), size=min(n_neighbourhoods, len(rows)), replace=False)
         knn = NearestNeighbors(n_neighbors=min(n_neighbors, len(rows))).fit(coords)
         groups = [rows[nbrs] for nbrs in knn.kneighbors(coords[centres], return_distance=False)]
-        groups += [
-            rng.choice(m, size=min(len(m), 2000), replace=False) for m in map(index.members, range(index.n_sets))
-        ]
+        # the training sets themselves (for niches: as many random niches)
+        own = range(index.n_sets) if niches is None else rng.choice(index.n_sets, len(centres), replace=False)
+        groups += [rng.choice(m, size=min(len(m), 2000), replace=False) for m in map(index.members, own)]
         stats = [fetcher.rows(np.sort(g)) for g in groups if len(g)]
         means = np.stack([x.mean(0) for x in stats])
         zeros = np.stack([(x == 0).mean(0) for x in stats])

@@ -9,7 +9,7 @@ import numpy as np
 from scvi import settings
 from scvi.model.base import UnsupervisedTrainingMixin
 
-from scgde.data import SetDataSplitter, n_training_sets, registered_sets, uses_auto_kernel
+from scgde.data import SetDataSplitter, n_training_sets, registered_niches, registered_sets, uses_auto_kernel
 
 from ._supervision import check_label_training
 from ._validate import check_choice
@@ -65,6 +65,8 @@ class TrainMixin(UnsupervisedTrainingMixin):
 
         Sets (never cells) are split into training and validation sets; the validation loss is
         computed on the same validation subsets every epoch and logged as ``validation_loss``.
+        For a niche model the sets are the cells' niches, which overlap: a validation niche shares
+        cells with training niches, so its loss is not held out in the strict sense.
         The defaults are the best configuration measured (``benchmarks/defaults.py``).
 
         Parameters
@@ -93,7 +95,9 @@ class TrainMixin(UnsupervisedTrainingMixin):
             :class:`~scgde.data.KernelSampler`). Gives many local distributions when there are
             only a few groups. Embeddings are still computed from whole sets. ``"auto"`` (default):
             neighbourhoods of 100 cells within each set, in 30 principal components of the data,
-            when there are fewer than 50 training sets and no ``mixer``; whole sets otherwise.
+            when there are fewer than 50 training sets and no ``mixer``; whole sets otherwise (and
+            always for MuData and niche models: a niche is already a neighbourhood, and principal
+            components of multimodal cells would group them by their missing modalities).
             ``None``: always whole sets.
         window
             Train on windows of neighbouring sets instead of single sets: the sets are bins of an
@@ -135,15 +139,27 @@ class TrainMixin(UnsupervisedTrainingMixin):
             raise ValueError(
                 "The AnnData's genes are in another order than the model's: train on adata[:, model.var_names]."
             )
-        index = registered_sets(self.adata_manager)
-        sizes = index.sizes[index.sizes >= max(1, min_set_size)]
+        niches = registered_niches(self.adata_manager)
+        if niches is not None:
+            if mixer is not None or window is not None or kernel not in (None, "auto"):
+                raise ValueError(
+                    "This model trains on its niches (niche_key=): mixer=, kernel= and window= do not apply."
+                )
+            kernel = None
+            # one niche per cell: a pass draws about as many cells as there are
+            sizes = np.ones(int((niches.sizes >= max(1, min_set_size)).sum()), dtype=np.int64)
+        else:
+            index = registered_sets(self.adata_manager)
+            sizes = index.sizes[index.sizes >= max(1, min_set_size)]
         n_train_cells = max(1, int(train_size * sizes.sum()))
         if batches_per_epoch is None:
             batches_per_epoch = max(10, math.ceil(n_train_cells / (sets_per_batch * cells_per_set)))
         if max_epochs is None:
             n_train_sets = n_training_sets(len(sizes), train_size)
             labelled = getattr(self.module, "label_head", None) is not None
-            few_sets = kernel == "auto" and uses_auto_kernel(n_train_sets, mixer, window, labelled)
+            few_sets = (
+                kernel == "auto" and not self._multimodal and uses_auto_kernel(n_train_sets, mixer, window, labelled)
+            )
             steps = self._default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)
             max_epochs = max(1, math.ceil(steps / batches_per_epoch))
         seed = settings.seed if settings.seed is not None else 0

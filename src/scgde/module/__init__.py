@@ -3,5 +3,6 @@
 from ._base import SetModule
 from ._gde import LIKELIHOODS, N_CURVE, GDEModule
 from ._heads import SetLabelHead
+from ._multimodal import MultimodalGDEModule
 
-__all__ = ["LIKELIHOODS", "N_CURVE", "GDEModule", "SetLabelHead", "SetModule"]
+__all__ = ["LIKELIHOODS", "N_CURVE", "GDEModule", "MultimodalGDEModule", "SetLabelHead", "SetModule"]

@@ -25,6 +25,7 @@ from ._generators import (
     build_generator,
 )
 from ._layers import MLP
+from ._multimodal import ModalityLayout, MultimodalCVAE, MultimodalSetEncoder
 from ._pooling import PoolAccumulator, segment_pool
 
 __all__ = [
@@ -41,6 +42,9 @@ __all__ = [
     "FlowGenerator",
     "KMEEncoder",
     "MeanEncoder",
+    "ModalityLayout",
+    "MultimodalCVAE",
+    "MultimodalSetEncoder",
     "PoolAccumulator",
     "ResNetEncoder",
     "SetEncoder",

@@ -1,13 +1,16 @@
 """Scanpy-style tools working on set embeddings."""
 
 from ._lineage import clone_information, clone_representations, predict_fate
+from ._niches import embed_niches, niche_sets
 from ._perturbation import perturbation_baselines
 from ._sets import embed_sets, set_adata
 
 __all__ = [
     "clone_information",
     "clone_representations",
+    "embed_niches",
     "embed_sets",
+    "niche_sets",
     "perturbation_baselines",
     "predict_fate",
     "set_adata",

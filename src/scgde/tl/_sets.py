@@ -31,7 +31,8 @@ def embed_sets(
     model
         A trained :class:`scgde.model.GDE`.
     adata
-        AnnData with the model's genes (default: the training AnnData); may contain new sets.
+        AnnData (or, for a model set up with ``setup_mudata``, MuData) with the model's features
+        (default: the training data); may contain new sets.
     key_added
         Key in ``.uns`` (and ``X_{key_added}`` in ``.obsm``).
     set_key
@@ -53,6 +54,8 @@ def embed_sets(
     >>> sets.obsm["X_gde"].shape
     (12, 4)
     """
+    if getattr(model, "niche_key", None) is not None:
+        raise ValueError("This model embeds niches (niche_key=): store them with scgde.tl.embed_niches(model).")
     adata = model.adata if adata is None else adata
     if copy:
         adata = adata.copy()
@@ -94,7 +97,8 @@ def set_adata(adata: AnnData, key: str = "gde") -> AnnData:
     Parameters
     ----------
     adata
-        Cells with set embeddings stored by :func:`embed_sets` under ``key``.
+        Cells with set embeddings stored by :func:`embed_sets` under ``key``: an AnnData, or a MuData
+        (its joint ``obs``, e.g. after ``embed_sets`` of a model set up with ``setup_mudata``).
     key
         The ``uns`` key of the embeddings.
 
@@ -127,7 +131,7 @@ def set_adata(adata: AnnData, key: str = "gde") -> AnnData:
     out = pd.DataFrame(index=emb.index.astype(str).rename(None))
     out["n_cells"] = np.bincount(codes_in, minlength=n_sets)
     for col in adata.obs.columns:
-        if col.startswith("_scvi") or col == "n_cells":
+        if col.startswith(("_scvi", "_scgde")) or col == "n_cells":
             continue
         values = obs_in[col]
         n_unique = values.groupby(codes_in).nunique(dropna=False).reindex(range(n_sets), fill_value=0)
