@@ -64,9 +64,9 @@ def niche_sets(
 
     Examples
     --------
-    >>> adata = scgde.datasets.niche_tissue(seed=0)
-    >>> scgde.tl.niche_sets(adata, n_neighbors=20)
-    >>> scgde.model.GDE.setup_anndata(adata, niche_key="gde_niches")
+    >>> tissue = scgde.datasets.niche_tissue(seed=0)
+    >>> scgde.tl.niche_sets(tissue, n_neighbors=20)  # doctest: +SKIP
+    >>> scgde.model.GDE.setup_anndata(tissue, niche_key="gde_niches")  # doctest: +SKIP
     """
     coords = _coordinates(adata, spatial_key)
     if kernel not in ("gaussian", "exponential"):
@@ -183,9 +183,9 @@ def embed_niches(
 
     Examples
     --------
-    >>> scgde.tl.embed_niches(model)
-    >>> sc.pp.neighbors(adata, use_rep="X_gde_niche")
-    >>> sc.tl.leiden(adata, key_added="niche_domain")
+    >>> scgde.tl.embed_niches(model)  # doctest: +SKIP
+    >>> sc.pp.neighbors(adata, use_rep="X_gde_niche")  # doctest: +SKIP
+    >>> sc.tl.leiden(adata, key_added="niche_domain")  # doctest: +SKIP
     """
     if getattr(model, "niche_key", None) is None:
         raise ValueError(
