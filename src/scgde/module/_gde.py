@@ -11,6 +11,7 @@ from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor
 
 from scgde.nn import ENCODERS, GENERATORS, build_encoder, build_generator
+from scgde.nn._layers import log_normalise
 
 from ._base import SetModule
 from ._heads import HeadKind, SetLabelHead
@@ -186,7 +187,7 @@ class GDEModule(SetModule):
     def encoder_input(self, x: Tensor) -> Tensor:
         """What the encoder sees: standardised features, or log-normalised counts."""
         if self.likelihood == "nb":
-            return torch.log1p(1e4 * x / x.sum(-1, keepdim=True).clamp_min(1.0))
+            return log_normalise(x)
         return (x - self.feature_mean) / self.feature_scale
 
     def generator_input(self, x: Tensor) -> Tensor:

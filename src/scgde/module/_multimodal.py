@@ -9,6 +9,7 @@ from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor
 
 from scgde.nn import ModalityLayout, MultimodalCVAE, MultimodalSetEncoder
+from scgde.nn._layers import log_normalise
 
 from ._base import SetModule
 
@@ -71,7 +72,7 @@ class MultimodalGDEModule(SetModule):
             zip(self.layout.split(x), self.layout.kinds, self.layout.slices(), strict=True)
         ):
             if kind == "nb":
-                v = torch.log1p(1e4 * v / v.sum(-1, keepdim=True).clamp_min(1.0)) if for_encoder else v
+                v = log_normalise(v) if for_encoder else v
             elif kind == "gaussian":
                 v = self._standardise(v, i, cols)
             else:

@@ -128,15 +128,9 @@ class CVAEGenerator(ConditionalGenerator):
             kl = log_q - self._prior_log_prob(u, cond)
         out = self.decoder(torch.cat([u, cond], -1))
         if self.likelihood == "gaussian":
-            log_var = self.log_var(cond).clamp(-10, 10)
-            nll = 0.5 * (_LOG_2PI + log_var + (x - out).pow(2) / log_var.exp()).sum(-1)
+            nll = gaussian_nll(x, out, self.log_var(cond))
         else:
-            lib = x.sum(-1, keepdim=True).clamp_min(1.0)
-            nll = -NegativeBinomial(mu=lib * torch.softmax(out, -1), theta=self.log_theta.exp()).log_prob(x).sum(-1)
-            lib_mu, lib_log_sd = self.library(cond).unbind(-1)
-            lib_log_sd = lib_log_sd.clamp(-5, 3)
-            log_lib = torch.log(lib[..., 0])
-            nll = nll + 0.5 * (_LOG_2PI + 2 * lib_log_sd + ((log_lib - lib_mu) / lib_log_sd.exp()).pow(2))
+            nll = nb_library_nll(x, out, self.log_theta, self.library(cond))
         return set_mean(nll + self.beta * kl, weights)
 
     @torch.no_grad()
@@ -151,12 +145,35 @@ class CVAEGenerator(ConditionalGenerator):
             if not noise:
                 return out
             return out + torch.randn_like(out) * torch.exp(0.5 * self.log_var(cond).clamp(-10, 10))
-        lib_mu, lib_log_sd = self.library(cond).unbind(-1)
-        lib = torch.exp(lib_mu + lib_log_sd.clamp(-5, 3).exp() * torch.randn_like(lib_mu))
-        mean = lib[..., None] * torch.softmax(out, -1)
-        if not noise:
-            return mean
-        return NegativeBinomial(mu=mean.clamp_min(1e-8), theta=self.log_theta.exp()).sample()
+        return nb_library_sample(out, self.log_theta, self.library(cond), noise)
+
+
+def gaussian_nll(x: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
+    """Negative log density of ``x`` under a diagonal Gaussian (``log_var`` clamped), summed over features."""
+    log_var = log_var.clamp(-10, 10)
+    return 0.5 * (_LOG_2PI + log_var + (x - mean).pow(2) / log_var.exp()).sum(-1)
+
+
+def nb_library_nll(x: Tensor, logits: Tensor, log_theta: Tensor, library: Tensor) -> Tensor:
+    """scVI-style count likelihood: NB(library x softmax(logits), theta) plus a log-normal library size.
+
+    ``library`` ``(..., 2)`` holds the mean and log-sd of the log library size.
+    """
+    lib = x.sum(-1, keepdim=True).clamp_min(1.0)
+    nll = -NegativeBinomial(mu=lib * torch.softmax(logits, -1), theta=log_theta.exp()).log_prob(x).sum(-1)
+    lib_mu, lib_log_sd = library.unbind(-1)
+    lib_log_sd = lib_log_sd.clamp(-5, 3)
+    return nll + 0.5 * (_LOG_2PI + 2 * lib_log_sd + ((torch.log(lib[..., 0]) - lib_mu) / lib_log_sd.exp()).pow(2))
+
+
+def nb_library_sample(logits: Tensor, log_theta: Tensor, library: Tensor, noise: bool = True) -> Tensor:
+    """Counts from :func:`nb_library_nll`'s model: a log-normal library, then NB draws (``noise=False``: means)."""
+    lib_mu, lib_log_sd = library.unbind(-1)
+    lib = torch.exp(lib_mu + lib_log_sd.clamp(-5, 3).exp() * torch.randn_like(lib_mu))
+    mean = lib[..., None] * torch.softmax(logits, -1)
+    if not noise:
+        return mean
+    return NegativeBinomial(mu=mean.clamp_min(1e-8), theta=log_theta.exp()).sample()
 
 
 def _normal_log_prob(u: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:

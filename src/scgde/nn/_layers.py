@@ -51,6 +51,11 @@ class TimeEmbedding(nn.Module):
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
+def log_normalise(counts: Tensor) -> Tensor:
+    """``log1p`` of counts scaled to 10,000 per element (what encoders see of raw counts)."""
+    return torch.log1p(1e4 * counts / counts.sum(-1, keepdim=True).clamp_min(1.0))
+
+
 def set_mean(per_element: Tensor, weights: Tensor | None) -> Tensor:
     """Weighted mean over the element axis of a ``(B, m)`` tensor of per-element values."""
     if weights is None:

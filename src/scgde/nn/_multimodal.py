@@ -18,16 +18,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from scvi.distributions import NegativeBinomial
 from torch import Tensor, nn
 
 from ._encoders import SetEncoder, build_encoder
-from ._generators import ConditionalGenerator
-from ._layers import MLP, broadcast_condition, set_mean
+from ._generators import ConditionalGenerator, gaussian_nll, nb_library_nll, nb_library_sample
+from ._layers import MLP, broadcast_condition, log_normalise, set_mean
 
 ModalityKind = Literal["nb", "gaussian", "bernoulli"]
 KINDS = ("nb", "gaussian", "bernoulli")
-_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -86,10 +84,6 @@ class ModalityLayout:
         """``[(features, mask), ...]`` per modality of flat elements ``x (..., width)``; masks are ``(...,)``."""
         masks = x[..., self.n_features :]
         return [(x[..., s], masks[..., i]) for i, s in enumerate(self.slices())]
-
-
-def _nb_encoder_input(x: Tensor) -> Tensor:
-    return torch.log1p(1e4 * x / x.sum(-1, keepdim=True).clamp_min(1.0))
 
 
 class ModalityJoin(nn.Module):
@@ -184,7 +178,7 @@ class MultimodalCVAE(ConditionalGenerator):
 
     def _q_input(self, x: Tensor) -> Tensor:
         parts = [
-            _nb_encoder_input(v) if kind == "nb" else v
+            log_normalise(v) if kind == "nb" else v
             for (v, _), kind in zip(self.layout.split(x), self.layout.kinds, strict=True)
         ]
         return self.join(torch.cat([*parts, x[..., self.layout.n_features :]], dim=-1))
@@ -202,17 +196,9 @@ class MultimodalCVAE(ConditionalGenerator):
         ):
             out = head(hidden)
             if kind == "nb":
-                lib = v.sum(-1, keepdim=True).clamp_min(1.0)
-                dist = NegativeBinomial(mu=lib * torch.softmax(out, -1), theta=self.log_theta[name].exp())
-                term = -dist.log_prob(v).sum(-1)
-                lib_mu, lib_log_sd = self.library[name](cond).unbind(-1)
-                lib_log_sd = lib_log_sd.clamp(-5, 3)
-                term = term + 0.5 * (
-                    _LOG_2PI + 2 * lib_log_sd + ((torch.log(lib[..., 0]) - lib_mu) / lib_log_sd.exp()).pow(2)
-                )
+                term = nb_library_nll(v, out, self.log_theta[name], self.library[name](cond))
             elif kind == "gaussian":
-                log_var = self.log_var[name](cond).clamp(-10, 10)
-                term = 0.5 * (_LOG_2PI + log_var + (v - out).pow(2) / log_var.exp()).sum(-1)
+                term = gaussian_nll(v, out, self.log_var[name](cond))
             else:
                 term = F.binary_cross_entropy_with_logits(out, v, reduction="none").sum(-1)
             nll = nll + mask * term
@@ -231,11 +217,7 @@ class MultimodalCVAE(ConditionalGenerator):
         for head, name, kind in zip(self.heads, self.layout.names, self.layout.kinds, strict=True):
             out = head(hidden)
             if kind == "nb":
-                lib_mu, lib_log_sd = self.library[name](cond).unbind(-1)
-                lib = torch.exp(lib_mu + lib_log_sd.clamp(-5, 3).exp() * torch.randn_like(lib_mu))
-                mean = lib[..., None] * torch.softmax(out, -1)
-                value = NegativeBinomial(mu=mean.clamp_min(1e-8), theta=self.log_theta[name].exp()).sample()
-                parts.append(value if noise else mean)
+                parts.append(nb_library_sample(out, self.log_theta[name], self.library[name](cond), noise))
             elif kind == "gaussian":
                 sd = torch.exp(0.5 * self.log_var[name](cond).clamp(-10, 10))
                 parts.append(out + sd * torch.randn_like(out) if noise else out)
