@@ -9,6 +9,7 @@ import sys
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 import scgde
@@ -119,6 +120,121 @@ def test_train_passes_only_given_options(tmp_path, monkeypatch):
         main([*argv, "--generator", "flow", "--threads", "1"])
     assert seen == {"model": {"generator": "flow"}, "threads": 1}
     assert not (tmp_path / "run").exists()
+
+
+def test_train_passes_device_options(tmp_path, monkeypatch):
+    scgde.datasets.synthetic_mvn(n_sets=4, set_size=10, dim=2).write_h5ad(tmp_path / "d.h5ad")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class SpyGDE:
+        @staticmethod
+        def setup_anndata(adata, **kwargs):
+            pass
+
+        def __init__(self, adata, **kwargs):
+            pass
+
+        def train(self, **kwargs):
+            seen.update(kwargs)
+            raise Stop
+
+    monkeypatch.setattr(scgde.model, "GDE", SpyGDE)
+    argv = ["train", str(tmp_path / "d.h5ad"), "--set-key", "set", "--out", str(tmp_path / "run")]
+    with pytest.raises(Stop):
+        main([*argv, "--accelerator", "gpu", "--devices", "0,1", "--strategy", "ddp", "--num-nodes", "2"])
+    assert seen == {"accelerator": "gpu", "devices": [0, 1], "strategy": "ddp", "num_nodes": 2}
+    seen.clear()
+    with pytest.raises(Stop):
+        main([*argv, "--devices", "4", "--precision", "bf16-mixed"])
+    assert seen == {"devices": 4, "precision": "bf16-mixed"}
+
+
+@pytest.mark.parametrize("devices", ["0", "two", "-2"])
+def test_bad_devices_flag(devices, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "d.h5ad", "--set-key", "set", "--out", "run", "--devices", devices])
+    assert info.value.code == 2
+    assert "--devices" in capsys.readouterr().err
+
+
+def test_train_in_mixed_precision(tmp_path):
+    scgde.datasets.synthetic_mvn(n_sets=8, set_size=30, dim=3).write_h5ad(tmp_path / "d.h5ad")
+    main(["train", str(tmp_path / "d.h5ad"), "--set-key", "set", "--out", str(tmp_path / "run"), *TINY])
+    main(
+        [
+            "train",
+            str(tmp_path / "d.h5ad"),
+            "--set-key",
+            "set",
+            "--out",
+            str(tmp_path / "bf16"),
+            *TINY,
+            "--precision",
+            "bf16-mixed",
+        ]
+    )
+    full = pd.read_csv(tmp_path / "run" / "set_embeddings.csv", index_col=0)
+    half = pd.read_csv(tmp_path / "bf16" / "set_embeddings.csv", index_col=0)
+    assert np.isfinite(half.to_numpy()).all() and half.index.equals(full.index)
+    # the same seed and steps: bf16 autocast changes the numbers a little, not the result
+    assert np.corrcoef(full.to_numpy().ravel(), half.to_numpy().ravel())[0, 1] > 0.9
+
+
+def test_train_on_two_processes(tmp_path):
+    """``--devices 2 --strategy ddp`` relaunches the command per process; only the global-zero one writes."""
+    scgde.datasets.synthetic_mvn(n_sets=8, set_size=30, dim=3).write_h5ad(tmp_path / "d.h5ad")
+    argv = ["train", "d.h5ad", "--set-key", "set", "--out", "run", *TINY, "--batches-per-epoch", "4"]
+    argv += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    done = subprocess.run(
+        [sys.executable, "-m", "scgde", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("[scgde] model saved") == 1
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "history.csv",
+        "model",
+        "set_embeddings.csv",
+        "sets.h5ad",
+    ]
+    model = scgde.model.GDE.load(str(tmp_path / "run" / "model"), adata=ad.read_h5ad(tmp_path / "d.h5ad"))
+    written = pd.read_csv(tmp_path / "run" / "set_embeddings.csv", index_col=0)
+    np.testing.assert_allclose(model.get_set_representation(progress_bar=False).loc[written.index], written, atol=1e-5)
+
+
+def test_embed_in_shards_from_a_backed_file(gaussian_run, tmp_path):
+    """One job per shard (e.g. a SLURM array): the shards' sets are disjoint and embed as the whole does."""
+    root = gaussian_run
+    whole = pd.read_csv(root / "run" / "set_embeddings.csv", index_col=0)
+    parts = []
+    for i in range(3):
+        out = tmp_path / f"shard{i}"
+        main(
+            [
+                "embed",
+                str(root / "run" / "model"),
+                str(root / "d.h5ad"),
+                "--out",
+                str(out),
+                "--backed",
+                "--shard",
+                f"{i}/3",
+            ]
+        )
+        parts.append(pd.read_csv(out / "set_embeddings.csv", index_col=0))
+    joined = pd.concat(parts)
+    assert joined.index.is_unique and set(joined.index) == set(whole.index)
+    np.testing.assert_allclose(joined.loc[whole.index].to_numpy(), whole.to_numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("shard", ["3/3", "a/b", "1"])
+def test_bad_shard_flag(shard, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["embed", "m", "d.h5ad", "--out", "o", "--shard", shard])
+    assert info.value.code == 2
+    assert "--shard" in capsys.readouterr().err
 
 
 def test_missing_and_corrupt_inputs(tmp_path, capsys):

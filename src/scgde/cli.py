@@ -27,6 +27,32 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _devices(text: str) -> int | str | list[int]:
+    """``--devices``: a count (``2``), ``auto``, ``-1`` (all) or device ids (``0,1``)."""
+    if text == "auto":
+        return text
+    try:
+        if "," in text:
+            return [int(part) for part in text.split(",") if part]
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a count, 'auto', -1 or ids like 0,1; got {text}") from None
+    if value < -1 or value == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive count, 'auto', -1 or ids like 0,1; got {text}")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``--shard I/N``: the I-th (from 0) of N interleaved shares of the sets."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be I/N such as 0/4, got {text}") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"needs 0 <= I < N, got {text}")
+    return index, count
+
+
 def _one_line(err: BaseException) -> str:
     # KeyError's str() adds quotes around its message
     text = err.args[0] if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str) else str(err)
@@ -39,12 +65,12 @@ def _require_file(path: str, what: str) -> Path:
     return Path(path)
 
 
-def _read(path: str | Path, what: str):
+def _read(path: str | Path, what: str, backed: bool = False):
     path = _require_file(str(path), what)
     import anndata as ad
 
     try:
-        return ad.read_h5ad(path)
+        return ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:  # h5py and anndata raise many different types for a damaged file
         raise OSError(f"{what} {path} could not be read as .h5ad ({type(err).__name__}: {_one_line(err)}).") from err
 
@@ -139,8 +165,17 @@ def _cmd_train(args) -> None:
         "batches_per_epoch": args.batches_per_epoch,
         "sets_per_batch": args.sets_per_batch,
         "cells_per_set": args.cells_per_set,
+        "accelerator": args.accelerator,
+        "devices": args.devices,
+        "strategy": args.strategy,
+        "num_nodes": args.num_nodes,
+        "precision": args.precision,
     }
     model.train(**{k: v for k, v in train_options.items() if v is not None})
+    from scgde.model import is_global_zero
+
+    if not is_global_zero():  # DDP: every process trained; the global-zero one writes
+        return
     out = Path(args.out)
     model.save(str(out / "model"), overwrite=True)
     (out / "model" / _RUN_INFO).write_text(json.dumps({"data": str(data.resolve())}))
@@ -156,9 +191,20 @@ def _cmd_embed(args) -> None:
     folder, train_data = _model_files(args.model, args.model_data, "--model-data")
     _require_file(args.data, "data file")
     model = _load_model(folder, train_data)
-    adata = _read(args.data, "data file")
+    adata = _read(args.data, "data file", backed=args.backed)
     _check_data_for_model(model, adata, args.data)
-    _write_sets(model, adata, Path(args.out), _set_key(args.set_key))
+    if args.shard is None:
+        _write_sets(model, adata, Path(args.out), _set_key(args.set_key))
+        return
+    from scgde.data import set_labels
+
+    index, count = args.shard
+    _, names = set_labels(adata.obs, _set_key(args.set_key) or model.set_key)
+    emb = model.get_set_representation(adata, set_key=_set_key(args.set_key), sets=list(names[index::count]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    emb.to_csv(out / "set_embeddings.csv")
+    print(f"[scgde] wrote {len(emb)} set embeddings (shard {index}/{count}) to {out / 'set_embeddings.csv'}")
 
 
 def _cmd_generate(args) -> None:
@@ -206,6 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=_positive_int, default=None, help="torch CPU threads (default: OMP_NUM_THREADS if set)"
     )
     p.add_argument("--seed", type=int, default=0)
+    scale = p.add_argument_group("devices and processes (Lightning; a SLURM/torchrun job runs this same command)")
+    scale.add_argument("--accelerator", default=None, help="cpu, gpu, auto, ... (default: auto)")
+    scale.add_argument(
+        "--devices", type=_devices, default=None, help="count, auto, -1 (all) or ids 0,1 (default: auto)"
+    )
+    scale.add_argument(
+        "--strategy",
+        default=None,
+        help="e.g. ddp (one process per device; torchrun/SLURM) or ddp_spawn (default: auto)",
+    )
+    scale.add_argument(
+        "--num-nodes", type=_positive_int, default=None, help="machines of a multi-node job (default: 1)"
+    )
+    scale.add_argument("--precision", default=None, help="e.g. 32, bf16-mixed, 16-mixed (default: 32)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("embed", help="embed the sets of an .h5ad with a trained model")
@@ -214,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (sets.h5ad, set_embeddings.csv)")
     p.add_argument("--set-key", nargs="+", default=None, help="default: the model's set key")
     p.add_argument("--model-data", default=None, help="the training .h5ad, if it moved")
+    p.add_argument("--backed", action="store_true", help="read the data from disk as needed (bounded memory)")
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="embed only every N-th set from the I-th (one job per shard; writes set_embeddings.csv only)",
+    )
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("generate", help="generate cells for sets of the training data")

@@ -17,7 +17,7 @@ from ._samplers import (
     prescribed_mixture,
 )
 from ._sets import SET_NAME_SEP, SetIndex, as_key_list, n_training_sets, set_labels, split_sets
-from ._stream import GeneOrder, SetChunks, default_chunk_size, pca_coordinates
+from ._stream import ChainedChunks, GeneOrder, SetChunks, default_chunk_size, pca_coordinates
 
 __all__ = [
     "MODALITY_ARGS",
@@ -41,6 +41,7 @@ __all__ = [
     "RowFetcher",
     "SetBatch",
     "GeneOrder",
+    "ChainedChunks",
     "SetChunks",
     "SetDataModule",
     "SetDataSplitter",

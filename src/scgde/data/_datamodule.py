@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -37,14 +39,21 @@ class _SetBatches(Dataset):
     """``n_batches`` batches of sets; random for training, fixed (seeded per item) for validation."""
 
     def __init__(
-        self, datamodule: SetDataModule, sampler: SetSampler, n_batches: int, fixed_codes: np.ndarray | None, seed: int
+        self,
+        datamodule: SetDataModule,
+        sampler: SetSampler,
+        n_batches: int,
+        fixed_codes: np.ndarray | None,
+        seed: int,
+        stream: int = 0,
     ):
         self.dm = datamodule
         self.sampler = sampler
         self.n_batches = n_batches
         self.fixed_codes = fixed_codes
         self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        # stream > 0: another process's draws (DDP rank), independent of stream 0's
+        self.rng = np.random.default_rng((seed, stream) if stream else seed)
 
     def __len__(self) -> int:
         return self.n_batches
@@ -84,6 +93,13 @@ class SetDataModule(LightningDataModule):
     set_label_values
         Optional label of each set (NaN: unlabelled), passed per drawn set as ``"set_label"``;
         mixtures and other sets without a source set are unlabelled.
+    distributed
+        Under Lightning DDP (more than one process), each process draws its training sets from its
+        own disjoint share of them (every ``world_size``-th training set, starting at its rank),
+        with its own random stream; Lightning's distributed sampler gives each process its share
+        of the batches and of the validation sets. Needs ``make_train_sampler``.
+    make_train_sampler
+        Builds the training sampler of a share: a function of set codes.
     """
 
     def __init__(
@@ -99,9 +115,18 @@ class SetDataModule(LightningDataModule):
         batch_codes: np.ndarray | None = None,
         seed: int = 0,
         set_label_values: np.ndarray | None = None,
+        distributed: bool = False,
+        make_train_sampler: Callable[[np.ndarray], SetSampler] | None = None,
     ):
         super().__init__()
+        if distributed and make_train_sampler is None:
+            raise ValueError("distributed=True needs make_train_sampler (a function of training-set codes).")
         self.set_label_values = set_label_values
+        self.distributed = distributed
+        self._make_train_sampler = make_train_sampler
+        self._train_codes = np.asarray(train_sets)
+        self._set_names = set_names
+        self._seed = seed
         if sets_per_batch < 1:
             raise ValueError(f"sets_per_batch must be >= 1, got {sets_per_batch}.")
         self.fetcher = fetcher
@@ -110,6 +135,8 @@ class SetDataModule(LightningDataModule):
         self.train_idx = np.asarray(set_names[train_sets])
         self.val_idx = np.asarray(set_names[val_sets])
         self.test_idx = np.asarray([], dtype=object)
+        #: names of the training sets this process draws from (all of them unless distributed)
+        self.rank_train_idx = self.train_idx
         self._train = _SetBatches(self, train_sampler, batches_per_epoch, None, seed)
         self._val = None
         if val_sampler is not None and len(val_sets):
@@ -125,6 +152,24 @@ class SetDataModule(LightningDataModule):
     def n_val(self) -> int:
         """Number of validation sets."""
         return len(self.val_idx)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Under DDP, restrict this process's training draws to its share of the training sets."""
+        trainer = getattr(self, "trainer", None)
+        world = 1 if trainer is None else int(trainer.world_size)
+        if not self.distributed or world == 1:
+            return
+        rank = int(trainer.global_rank)
+        if len(self._train_codes) < world:
+            raise ValueError(
+                f"Distributed training over {world} processes needs at least {world} training sets, "
+                f"got {len(self._train_codes)}: use fewer devices or more sets."
+            )
+        share = self._train_codes[rank::world]
+        self.rank_train_idx = np.asarray(self._set_names[share])
+        self._train = _SetBatches(
+            self, self._make_train_sampler(share), self._train.n_batches, None, self._seed, stream=rank + 1
+        )
 
     def tensors(self, batch: SetBatch) -> dict[str, torch.Tensor]:
         """Fetch the rows of a :class:`SetBatch` as model input tensors."""
@@ -172,7 +217,8 @@ class SetDataSplitter(SetDataModule):
     shuffle_set_split
         Shuffle sets before splitting (``False``: the first sets train).
     distributed_sampler
-        Lightning DDP is not supported yet; ``True`` raises.
+        Set by scvi-tools when the strategy is DDP (``strategy="ddp"``, ``"ddp_spawn"``, ...): each
+        process draws from its own disjoint share of the training sets (see :class:`SetDataModule`).
     load_sparse_tensor
         Unused; accepted for scvi-tools.
     cells_per_set
@@ -209,8 +255,6 @@ class SetDataSplitter(SetDataModule):
         seed: int = 0,
         **kwargs,
     ):
-        if distributed_sampler:
-            raise NotImplementedError("Distributed (DDP) training is not supported yet; train on one device.")
         if cells_per_set < 1:
             raise ValueError(f"cells_per_set must be >= 1, got {cells_per_set}.")
         train_size = 0.9 if train_size is None else train_size
@@ -257,8 +301,16 @@ class SetDataSplitter(SetDataModule):
             if kernel is not None or window is not None:
                 set_label_values = np.full_like(set_label_values, np.nan)
 
-        def sampler(sets):
-            return make_sampler(index, sets, cells_per_set, mixer, kernel, adata.obsm, window)
+        # a partial, not a closure: DDP's spawn strategies pickle the data module
+        sampler = partial(
+            make_sampler,
+            index,
+            cells_per_set=cells_per_set,
+            mixer=mixer,
+            kernel=kernel,
+            obsm=dict(adata.obsm),
+            window=window,
+        )
 
         super().__init__(
             fetcher,
@@ -272,6 +324,8 @@ class SetDataSplitter(SetDataModule):
             batch_codes=None if batch_codes is None else batch_codes.astype(np.int64),
             seed=seed,
             set_label_values=set_label_values,
+            distributed=distributed_sampler,
+            make_train_sampler=sampler,
         )
 
     @staticmethod

@@ -38,12 +38,18 @@ def _not_finite(values: np.ndarray) -> np.ndarray:
     return ~np.isfinite(values)
 
 
+def _is_lazy(X) -> bool:
+    """A dask array (``anndata.experimental.read_lazy``): blocks are computed when read."""
+    return hasattr(X, "compute") and hasattr(X, "chunks")
+
+
 class RowFetcher:
     """Dense float32 rows of ``X`` without densifying the whole matrix.
 
     Works with numpy arrays, scipy sparse matrices/arrays (other formats are converted once to CSR,
-    which stays sparse) and backed AnnData matrices (``h5py`` datasets and anndata's on-disk sparse
-    datasets), reading only the requested rows. Every block read is checked for NaN and inf, and
+    which stays sparse), backed AnnData matrices (``h5py`` datasets and anndata's on-disk sparse
+    datasets) and lazy ones (dask arrays, from ``anndata.experimental.read_lazy``), reading only
+    the requested rows. Every block read is checked for NaN and inf, and
     with ``counts=True`` also for negative or non-integer values.
 
     Parameters
@@ -66,7 +72,7 @@ class RowFetcher:
             )
         elif sp.issparse(X) and X.format != "csr":
             X = X.tocsr()  # CSC, COO, ... cannot be sliced by rows cheaply
-        elif not (sp.issparse(X) or isinstance(X, (np.ndarray, *_BACKED))):
+        elif not (sp.issparse(X) or _is_lazy(X) or isinstance(X, (np.ndarray, *_BACKED))):
             X = np.asarray(X)
         shape = tuple(X.shape)
         if len(shape) != 2:
@@ -100,6 +106,11 @@ class RowFetcher:
         )
 
     # ------------------------------------------------------------------ reading
+    def _get(self, key):
+        """``X[key]``, computed when ``X`` is lazy."""
+        block = self.X[key]
+        return block.compute() if _is_lazy(block) else block
+
     def _dense(self, block, row_ids: np.ndarray) -> np.ndarray:
         if self.counts:
             bad = _bad_rows(block, row_ids, _bad_count_mask)
@@ -115,12 +126,40 @@ class RowFetcher:
         """Rows ``idx`` (any order, repeats allowed) as a dense ``(len(idx), n_vars)`` array."""
         idx = np.asarray(idx, dtype=np.int64)
         uniq, inverse = np.unique(idx, return_inverse=True)  # sorted, as backed storage requires
-        return self._dense(self.X[uniq], uniq)[inverse.ravel()]
+        return self._dense(self._get(uniq), uniq)[inverse.ravel()]
 
     def slice(self, start: int, stop: int) -> np.ndarray:
         """Contiguous rows ``start:stop`` (the fast path for backed files)."""
         stop = min(stop, self.shape[0])
-        return self._dense(self.X[start:stop], np.arange(start, stop))
+        return self._dense(self._get(slice(start, stop)), np.arange(start, stop))
+
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the matrix is stored sparse (in memory or backed CSR), so blocks can stay sparse."""
+        if _is_lazy(self.X):
+            return sp.issparse(getattr(self.X, "_meta", None))
+        return sp.issparse(self.X) or isinstance(self.X, CSRDataset)
+
+    def _sparse(self, block, row_ids: np.ndarray) -> sp.csr_matrix:
+        block = sp.csr_matrix(block, dtype=np.float32)
+        if self.counts:
+            bad = _bad_rows(block, row_ids, _bad_count_mask)
+            if len(bad):
+                self._raise_not_counts(bad)
+        if not np.isfinite(block.data).all():
+            self._raise_not_finite(_bad_rows(block, row_ids, _not_finite))
+        return block
+
+    def sparse_rows(self, idx: np.ndarray) -> sp.csr_matrix:
+        """Rows ``idx`` (any order, repeats allowed) as a float32 CSR matrix (for :attr:`is_sparse` matrices)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        return self._sparse(self._get(uniq), uniq)[inverse.ravel()]
+
+    def sparse_slice(self, start: int, stop: int) -> sp.csr_matrix:
+        """Contiguous rows ``start:stop`` as a float32 CSR matrix (for :attr:`is_sparse` matrices)."""
+        stop = min(stop, self.shape[0])
+        return self._sparse(self._get(slice(start, stop)), np.arange(start, stop))
 
     # ------------------------------------------------------------------ whole-matrix checks
     def _scan(self, test, chunk_size: int) -> np.ndarray:
@@ -144,7 +183,7 @@ class RowFetcher:
             step = max(1, chunk_size // self.shape[1])
             for start in range(0, self.shape[0], step):
                 stop = min(start + step, self.shape[0])
-                yield _bad_rows(X[start:stop], np.arange(start, stop), test)
+                yield _bad_rows(self._get(slice(start, stop)), np.arange(start, stop), test)
             return
         parts = X if sp.issparse(X) else X.group  # in-memory CSR, or the backed group's arrays
         data = parts.data if sp.issparse(X) else parts["data"]
@@ -162,7 +201,7 @@ class RowFetcher:
 
     def check_finite(self, chunk_size: int = 1 << 22) -> None:
         """Raise a clear error if any entry is NaN or inf (in-memory matrices; a no-op when backed)."""
-        if isinstance(self.X, _BACKED):
+        if isinstance(self.X, _BACKED) or _is_lazy(self.X):
             return  # checked block by block while reading
         bad = self._scan(_not_finite, chunk_size)
         if len(bad):

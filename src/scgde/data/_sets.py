@@ -37,15 +37,16 @@ def set_labels(obs: pd.DataFrame, set_key: str | Sequence[str]) -> tuple[np.ndar
     missing = [k for k in keys if k not in obs.columns]
     if missing:
         raise KeyError(f"set_key={missing[0]!r} is not a column of adata.obs; available columns: {list(obs.columns)}.")
-    if len(obs) == 0:
+    if obs.shape[0] == 0:
         raise ValueError("The AnnData is empty (0 cells), so there are no sets. Pass an AnnData with cells.")
-    cats = [pd.Categorical(obs[k]) for k in keys]
+    # a lazy AnnData's obs (anndata.experimental.read_lazy) holds xarray columns: read them as arrays
+    cats = [pd.Categorical(obs[k] if isinstance(obs[k], pd.Series) else np.asarray(obs[k])) for k in keys]
     per_key = np.stack([c.codes.astype(np.int64) for c in cats], axis=1)
     in_set = (per_key >= 0).all(axis=1)
     if not in_set.any():
         raise ValueError(f"set_key={set_key!r}: every cell has a missing value, so there are no sets.")
     combos, inverse = np.unique(per_key[in_set], axis=0, return_inverse=True)
-    codes = np.full(len(obs), -1, dtype=np.int64)
+    codes = np.full(len(per_key), -1, dtype=np.int64)
     codes[in_set] = inverse.ravel()
     labels = [np.asarray(c.categories.astype(str))[combos[:, i]] for i, c in enumerate(cats)]
     names = labels[0] if len(keys) == 1 else [SET_NAME_SEP.join(parts) for parts in zip(*labels, strict=True)]

@@ -9,6 +9,8 @@ import torch
 from scvi import settings
 from scvi.utils import track
 
+from scgde.nn._sparse import csr_tensor
+
 from ._fetch import RowFetcher
 
 
@@ -35,6 +37,21 @@ class GeneOrder:
     def slice(self, start: int, stop: int) -> np.ndarray:
         """Contiguous rows ``start:stop`` with columns in the model's order."""
         out = self.fetcher.slice(start, stop)
+        return out if self.columns is None else out[:, self.columns]
+
+    @property
+    def is_sparse(self) -> bool:
+        """Whether blocks can be read sparse."""
+        return getattr(self.fetcher, "is_sparse", False)
+
+    def sparse_rows(self, idx: np.ndarray):
+        """Rows ``idx`` as a CSR matrix, columns in the model's order."""
+        out = self.fetcher.sparse_rows(idx)
+        return out if self.columns is None else out[:, self.columns]
+
+    def sparse_slice(self, start: int, stop: int):
+        """Contiguous rows ``start:stop`` as a CSR matrix, columns in the model's order."""
+        out = self.fetcher.sparse_slice(start, stop)
         return out if self.columns is None else out[:, self.columns]
 
 
@@ -68,6 +85,10 @@ class SetChunks:
         Progress-bar text.
     progress_bar
         Show a progress bar for long passes.
+    sparse_transform
+        Applied instead of ``transform`` to each chunk as a torch sparse CSR tensor when the
+        matrix is stored sparse (e.g. the module's :meth:`sparse_encoder_input`); it may return
+        ``None`` (then chunks are read dense). Sparse chunks are never densified.
     """
 
     def __init__(
@@ -80,10 +101,12 @@ class SetChunks:
         weights: Callable[[np.ndarray], np.ndarray] | None = None,
         description: str = "Encoding sets",
         progress_bar: bool = True,
+        sparse_transform: Callable[[torch.Tensor], object | None] | None = None,
     ):
         if chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size} must be a positive number of cells.")
         self.fetcher, self.codes, self.transform, self.device = fetcher, np.asarray(codes), transform, device
+        self.sparse_transform = sparse_transform if getattr(fetcher, "is_sparse", False) else None
         self.rows = np.flatnonzero(self.codes >= 0)
         # contiguous reads when most rows are needed (fast when backed), else only the wanted rows
         self.contiguous = len(self.rows) > 0.5 * len(self.codes)
@@ -104,21 +127,47 @@ class SetChunks:
                 bounds, description=f"{self.description} (pass {self.passes})", style=settings.progress_bar_style
             )
         for start, stop in bounds:
+            sparse = self.sparse_transform is not None
             if self.contiguous:
                 rows = np.arange(start, stop)
                 seg = self.codes[start:stop]
                 keep = seg >= 0
                 if not keep.any():
                     continue
-                x = self.fetcher.slice(start, stop)
+                x = self.fetcher.sparse_slice(start, stop) if sparse else self.fetcher.slice(start, stop)
                 if not keep.all():  # avoid copying a chunk that is all wanted
                     x, seg, rows = x[keep], seg[keep], rows[keep]
             else:
                 rows = self.rows[start:stop]
-                x, seg = self.fetcher.rows(rows), self.codes[rows]
+                x = self.fetcher.sparse_rows(rows) if sparse else self.fetcher.rows(rows)
+                seg = self.codes[rows]
             w = None if self.weights is None else torch.as_tensor(self.weights(rows), dtype=torch.float32)
-            x = self.transform(torch.from_numpy(x).to(self.device))
+            x = self._elements(x)
             yield x, torch.from_numpy(seg).to(self.device), None if w is None else w.to(self.device)
+
+    def _elements(self, block):
+        """The encoder's elements of a block read from the matrix (sparse kept sparse when possible)."""
+        if self.sparse_transform is not None:
+            out = self.sparse_transform(csr_tensor(block).to(self.device))
+            if out is not None:
+                return out
+            self.sparse_transform = None  # the module reads dense elements: read dense from now on
+            block = block.toarray()
+        return self.transform(torch.from_numpy(block).to(self.device))
+
+
+class ChainedChunks:
+    """The chunks of several :class:`SetChunks` in turn (the parts of a collection), re-iterable like them."""
+
+    def __init__(self, parts: list[SetChunks]):
+        self.parts = parts
+
+    def __call__(self) -> ChainedChunks:
+        return self
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        for part in self.parts:
+            yield from part
 
 
 def pca_coordinates(

@@ -2,5 +2,6 @@
 
 from ._gde import GDE
 from ._perturbation import PerturbationPredictor
+from ._train import is_global_zero
 
-__all__ = ["GDE", "PerturbationPredictor"]
+__all__ = ["GDE", "PerturbationPredictor", "is_global_zero"]

@@ -11,6 +11,7 @@ from anndata import AnnData
 from scipy.spatial.distance import cdist
 
 from scgde.data import (
+    ChainedChunks,
     NicheSets,
     SetChunks,
     SetIndex,
@@ -22,6 +23,17 @@ from scgde.data import (
     set_labels,
 )
 from scgde.nn import encode_stream
+
+#: default memory (MiB) for element states kept between pooling stages while streaming
+STREAM_CACHE_MIB = 512
+
+
+def collection_parts(adata) -> list[AnnData] | None:
+    """The AnnData of a collection (a list or tuple of them, or an ``AnnCollection``); ``None`` for one AnnData."""
+    if isinstance(adata, (list, tuple)):
+        return list(adata)
+    members = getattr(adata, "adatas", None)  # anndata.experimental.AnnCollection
+    return list(members) if members is not None and not isinstance(adata, AnnData) else None
 
 
 class EmbeddingMixin:
@@ -90,8 +102,8 @@ class EmbeddingMixin:
         """Elements per chunk when streaming (about 4M matrix entries)."""
         return default_chunk_size(reader.shape[1])
 
-    def _encode(self, reader, codes, n_sets, chunk_size, progress_bar, weights=None, description="Encoding sets"):
-        chunks = SetChunks(
+    def _chunks(self, reader, codes, chunk_size, progress_bar, weights=None, description="Encoding sets") -> SetChunks:
+        return SetChunks(
             reader,
             codes,
             self.module.encoder_input,
@@ -100,8 +112,44 @@ class EmbeddingMixin:
             weights=weights,
             description=description,
             progress_bar=progress_bar,
+            sparse_transform=self.module.sparse_encoder_input,
         )
-        return encode_stream(self.module.encoder, chunks, n_sets).cpu().numpy()
+
+    def _encode(
+        self, reader, codes, n_sets, chunk_size, progress_bar, weights=None, description="Encoding sets", cache_mib=None
+    ):
+        chunks = self._chunks(reader, codes, chunk_size, progress_bar, weights, description)
+        return self._stream(chunks, n_sets, cache_mib)
+
+    def _stream(self, chunks, n_sets: int, cache_mib: float | None) -> np.ndarray:
+        cache_mib = STREAM_CACHE_MIB if cache_mib is None else cache_mib
+        if cache_mib < 0:
+            raise ValueError(f"cache_mib must be >= 0 (0: no cache), got {cache_mib}.")
+        return encode_stream(self.module.encoder, chunks, n_sets, cache_bytes=int(cache_mib * 2**20)).cpu().numpy()
+
+    def _collection_representation(self, parts, set_key, sets, chunk_size, progress_bar, cache_mib) -> pd.DataFrame:
+        """Sets of several AnnData (e.g. backed files): a set's cells may lie in several; each part streams in turn."""
+        if not parts:
+            raise ValueError("adata is an empty collection: pass at least one AnnData.")
+        inputs = [self._embedding_inputs(part, set_key, None, chunk_size) for part in parts]
+        names = pd.Index(pd.unique(np.concatenate([np.asarray(n, dtype=object) for _, _, n, _ in inputs])))
+        names.name = inputs[0][2].name
+        if sets is not None:
+            sets = [sets] if isinstance(sets, str) else list(sets)
+            unknown = [s for s in sets if s not in names]
+            if unknown:
+                raise KeyError(f"Unknown set(s) {unknown[:5]}: no part of the collection has them.")
+            names = pd.Index(sets, name=names.name)
+        chunks = []
+        for reader, codes, part_names, part_chunk in inputs:
+            position = names.get_indexer(part_names)  # -1: a set not wanted
+            codes = np.where(codes >= 0, position[np.maximum(codes, 0)], -1)
+            if (codes >= 0).any():
+                chunks.append(self._chunks(reader, codes, part_chunk, progress_bar))
+        if not chunks:
+            raise ValueError("No cell of the collection belongs to a wanted set.")
+        z = self._stream(ChainedChunks(chunks), len(names), cache_mib)
+        return pd.DataFrame(z, index=names, columns=[f"gde_{i}" for i in range(z.shape[1])])
 
     def _embedding_inputs(self, adata, set_key, sets, chunk_size):
         adata = self.adata if adata is None else adata
@@ -148,18 +196,24 @@ class EmbeddingMixin:
         return_std: bool = False,
         n_bootstrap: int = 20,
         progress_bar: bool = True,
+        cache_mib: float | None = None,
     ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
         """Embed every set using all of its cells.
 
-        Cells are streamed in chunks of ``chunk_size`` (one pass per pooling stage of the encoder),
-        so sets of any size, in memory or in a backed AnnData, are embedded exactly with bounded
-        memory. The genes of ``adata`` are matched to the model's by name.
+        Cells are streamed in chunks of ``chunk_size`` (one pass per pooling stage of the encoder,
+        fewer when the element states fit in ``cache_mib``), so sets of any size, in memory or in
+        a backed AnnData, are embedded exactly with bounded memory. Sparse (CSR) matrices are read
+        sparse by the default encoder, never densified. The genes of ``adata`` are matched to the
+        model's by name.
 
         Parameters
         ----------
         adata
             AnnData with the model's genes (default: the training AnnData). It may hold sets never
-            seen in training.
+            seen in training, be backed (``read_h5ad(..., backed="r")``) or lazy (dask arrays, from
+            ``anndata.experimental.read_lazy``). A list of AnnData, or an
+            ``anndata.experimental.AnnCollection``, is one collection: a set's cells may lie in
+            several parts (e.g. one backed file per batch), which are streamed in turn.
         set_key
             Column(s) of ``adata.obs`` defining the sets (default: the registered ``set_key``).
         sets
@@ -175,6 +229,10 @@ class EmbeddingMixin:
             Bootstrap replicates for ``return_std`` (each costs one encoding of the data).
         progress_bar
             Show progress bars on long passes.
+        cache_mib
+            Memory (MiB) for keeping the chunks' element states between pooling stages; cached
+            chunks are not recomputed, and when all fit the data are read once instead of once per
+            stage. Default ``STREAM_CACHE_MIB`` (512); ``0``: no cache, the least memory.
 
         Returns
         -------
@@ -195,9 +253,14 @@ class EmbeddingMixin:
                     "set_key= and return_std=True do not apply."
                 )
             return self._niche_representation(adata, sets, chunk_size, progress_bar)
+        parts = collection_parts(adata)
+        if parts is not None:
+            if return_std:
+                raise ValueError("return_std=True is for one AnnData; embed the parts of a collection without it.")
+            return self._collection_representation(parts, set_key, sets, chunk_size, progress_bar, cache_mib)
         reader, codes, names, chunk_size = self._embedding_inputs(adata, set_key, sets, chunk_size)
         self.module.eval()
-        z = self._encode(reader, codes, len(names), chunk_size, progress_bar)
+        z = self._encode(reader, codes, len(names), chunk_size, progress_bar, cache_mib=cache_mib)
         columns = [f"gde_{i}" for i in range(z.shape[1])]
         emb = pd.DataFrame(z, index=names, columns=columns)
         if not return_std:

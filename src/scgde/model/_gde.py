@@ -33,7 +33,7 @@ from ._embed import EmbeddingMixin
 from ._generate import GenerationMixin
 from ._multimodal import MultimodalMixin
 from ._supervision import SupervisionMixin, head_options
-from ._train import TrainMixin
+from ._train import TrainMixin, is_global_zero
 from ._training import GDETrainingPlan
 from ._validate import check_choice
 
@@ -260,6 +260,26 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
+
+    def save(self, dir_path: str | Path, overwrite: bool = False, save_anndata: bool = False, **kwargs) -> None:
+        """Save the model to ``dir_path`` (scvi-tools' format); see :meth:`load`.
+
+        After distributed (DDP) training every process holds the same trained model; only the
+        global-zero process writes, the others return without writing.
+
+        Parameters
+        ----------
+        dir_path
+            Folder to write (created).
+        overwrite
+            Overwrite an existing folder.
+        save_anndata
+            Also write the registered AnnData.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.save`.
+        """
+        if is_global_zero():
+            super().save(str(dir_path), overwrite=overwrite, save_anndata=save_anndata, **kwargs)
 
     @classmethod
     def load(cls, dir_path: str | Path, adata: AnnData | None = None, **kwargs) -> GDE:

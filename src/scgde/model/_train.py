@@ -6,6 +6,7 @@ import math
 from typing import Literal
 
 import numpy as np
+import torch
 from scvi import settings
 from scvi.model.base import UnsupervisedTrainingMixin
 
@@ -19,6 +20,25 @@ DEFAULT_PASSES = 40
 MIN_STEPS, MAX_STEPS = 2500, 8000
 #: the floor when a few groups train as kernel neighbourhoods (longer runs extrapolated worse, docs/benchmarks.md)
 FEW_SETS_MIN_STEPS = 1000
+
+
+#: DDP strategies by name, and the variant that tolerates parameters a step does not use
+_DDP_NAMES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def ddp_strategy(strategy):
+    """A DDP strategy name that tolerates unused parameters; other strategies unchanged.
+
+    Some parameters of a GDE take part only in some steps (the null condition of classifier-free
+    guidance, a label head on batches without labels), which plain DDP refuses.
+    """
+    return f"{strategy}_find_unused_parameters_true" if strategy in _DDP_NAMES else strategy
+
+
+def is_global_zero() -> bool:
+    """Whether this process writes results: always, unless it is a non-zero rank of a DDP process group."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
@@ -119,6 +139,14 @@ class TrainMixin(UnsupervisedTrainingMixin):
             Stop when the validation loss stops improving (patience via ``early_stopping_patience``).
         accelerator, devices
             Lightning device selection (``"auto"`` uses a GPU when available).
+            Several processes (``devices=2`` or more, ``num_nodes=``) train with Lightning's DDP
+            when ``strategy="ddp"`` (a script, ``torchrun`` or SLURM: every process runs the
+            script) or ``"ddp_spawn"`` (also from a notebook; on CPU the gloo backend). Each process
+            draws from its own disjoint share of the training sets and gets its share of the
+            epoch's batches (the gradients are averaged, so a step sees ``devices x
+            sets_per_batch`` sets and the run takes ``1 / devices`` of the steps); the validation
+            loss is reduced over the processes; early stopping is off (scvi-tools) and only the
+            global-zero process writes with :meth:`save`.
         plan_kwargs
             Passed to :class:`~scgde.model.GDETrainingPlan` (e.g. ``weight_decay``).
         label_weight
@@ -128,7 +156,8 @@ class TrainMixin(UnsupervisedTrainingMixin):
             trained. ``plan_kwargs={"generator_weight": 0.0}`` trains encoder and head on the
             labels alone (a supervised-only baseline).
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer` (e.g. ``gradient_clip_val``, ``enable_progress_bar``).
+            Passed to :class:`scvi.train.Trainer` (e.g. ``strategy``, ``num_nodes``, ``precision``,
+            ``gradient_clip_val``, ``enable_progress_bar``).
             The seed of the split and of the draws is ``scvi.settings.seed``.
         """
         check_choice("lr_schedule", lr_schedule, Literal["constant", "cosine"])
@@ -184,6 +213,8 @@ class TrainMixin(UnsupervisedTrainingMixin):
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
         trainer_kwargs.setdefault("gradient_clip_val", 10.0)
+        if "strategy" in trainer_kwargs:
+            trainer_kwargs["strategy"] = ddp_strategy(trainer_kwargs["strategy"])
         self.module.train()  # embedding calls leave the module in eval mode
         out = super().train(
             max_epochs=max_epochs,

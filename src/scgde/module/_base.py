@@ -5,6 +5,8 @@ from __future__ import annotations
 from scvi.module.base import BaseModuleClass, auto_move_data
 from torch import Tensor
 
+from scgde.nn import SparseRows
+
 
 class SetModule(BaseModuleClass):
     """Base of the set modules: an ``encoder`` (a :class:`~scgde.nn.SetEncoder`) and ``encoder_input``.
@@ -15,6 +17,10 @@ class SetModule(BaseModuleClass):
     def encoder_input(self, x: Tensor) -> Tensor:
         """What the encoder sees of data-scale elements (identity here)."""
         return x
+
+    def sparse_encoder_input(self, x: Tensor) -> SparseRows | None:
+        """:meth:`encoder_input` of a sparse CSR batch, kept sparse; ``None``: this module reads dense elements."""
+        return None
 
     @auto_move_data
     def embed(self, x: Tensor, weights: Tensor | None = None) -> Tensor:

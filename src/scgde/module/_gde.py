@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor
 
-from scgde.nn import ENCODERS, GENERATORS, build_encoder, build_generator
+from scgde.nn import ENCODERS, GENERATORS, SparseRows, build_encoder, build_generator
 from scgde.nn._layers import log_normalise
+from scgde.nn._sparse import sparse_log_normalise
 
 from ._base import SetModule
 from ._heads import HeadKind, SetLabelHead
@@ -189,6 +190,14 @@ class GDEModule(SetModule):
         if self.likelihood == "nb":
             return log_normalise(x)
         return (x - self.feature_mean) / self.feature_scale
+
+    def sparse_encoder_input(self, x: Tensor) -> SparseRows | None:
+        """:meth:`encoder_input` of a sparse CSR batch ``x``, kept sparse (for encoders that read it)."""
+        if not self.encoder.accepts_sparse:
+            return None
+        if self.likelihood == "nb":
+            return SparseRows(sparse_log_normalise(x))
+        return SparseRows(x, self.feature_mean, self.feature_scale)
 
     def generator_input(self, x: Tensor) -> Tensor:
         """What the generator models: standardised features, or raw counts."""

@@ -27,6 +27,7 @@ from ._generators import (
 from ._layers import MLP
 from ._multimodal import ModalityLayout, MultimodalCVAE, MultimodalSetEncoder
 from ._pooling import PoolAccumulator, segment_pool
+from ._sparse import SparseRows
 
 __all__ = [
     "DISTANCES",
@@ -48,6 +49,7 @@ __all__ = [
     "PoolAccumulator",
     "ResNetEncoder",
     "SetEncoder",
+    "SparseRows",
     "build_encoder",
     "build_generator",
     "encode_stream",

@@ -14,13 +14,14 @@ the other sets of a batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
 
 from ._layers import MLP
 from ._pooling import PoolAccumulator, segment_pool
+from ._sparse import SparseRows, linear_input
 
 Chunks = Callable[[], Iterable[tuple[Tensor, Tensor, Tensor | None]]]
 
@@ -39,6 +40,10 @@ class SetEncoder(nn.Module):
     """
 
     n_stages: int = 1
+    #: whether :meth:`step` reads :class:`~scgde.nn.SparseRows` elements (else they are densified first)
+    accepts_sparse: bool = False
+    #: whether stages after the first read only the state, not the raw elements (``x`` is then ``None``)
+    state_carries_input: bool = False
 
     def __init__(self, n_input: int, n_latent: int):
         super().__init__()
@@ -55,9 +60,10 @@ class SetEncoder(nn.Module):
         stage
             Stage index.
         x
-            ``(N, D)`` raw elements.
+            ``(N, D)`` raw elements (a :class:`~scgde.nn.SparseRows` when :attr:`accepts_sparse`).
         state
-            ``(N, H)`` element states returned by the previous stage (``None`` at stage 0).
+            The element states returned by the previous stage (``None`` at stage 0): a tensor
+            with one row per element, or a tuple of them.
         pooled
             The previous stage's pooled statistic, one row per set (``None`` at stage 0).
         seg
@@ -110,8 +116,36 @@ class SetEncoder(nn.Module):
         return z[0] if single else z
 
 
+def _nbytes(obj) -> int:
+    """Bytes held by a chunk's cached tensors (tensors, tuples of them, :class:`SparseRows`, ``None``)."""
+    if obj is None:
+        return 0
+    if isinstance(obj, Tensor):
+        if obj.layout == torch.sparse_csr:
+            return sum(_nbytes(t) for t in (obj.crow_indices(), obj.col_indices(), obj.values()))
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, SparseRows):
+        return _nbytes(obj.x)
+    return sum(_nbytes(item) for item in obj)
+
+
+def _compact(obj):
+    """Copies of views, so a cached state holds only its own rows and columns, not the tensor it was cut from."""
+    if isinstance(obj, Tensor):
+        return obj.clone() if obj.layout == torch.strided and obj._base is not None else obj
+    if isinstance(obj, tuple):
+        return tuple(_compact(item) for item in obj)
+    return obj
+
+
 @torch.no_grad()
-def encode_stream(encoder: SetEncoder, chunks: Chunks, n_segments: int, progress: Callable | None = None) -> Tensor:
+def encode_stream(
+    encoder: SetEncoder,
+    chunks: Chunks,
+    n_segments: int,
+    progress: Callable | None = None,
+    cache_bytes: int = 0,
+) -> Tensor:
     """Encode sets of any size chunk by chunk, exactly.
 
     Parameters
@@ -121,35 +155,65 @@ def encode_stream(encoder: SetEncoder, chunks: Chunks, n_segments: int, progress
     chunks
         A callable returning a fresh iterable of ``(x, seg, weights)`` chunks, where ``x`` is
         ``(n, D)``, ``seg`` ``(n,)`` the set index of each element and ``weights`` ``(n,)`` or
-        ``None``. It is called once per pooling stage, so it must yield the same elements each time.
+        ``None``. It is called once per pooling stage (fewer with a cache), so it must yield the
+        same elements each time.
     n_segments
         Number of sets.
     progress
         Optional wrapper applied to each pass's iterable (e.g. a progress bar).
+    cache_bytes
+        Memory for keeping the first chunks' element states between stages. A cached chunk is
+        not recomputed from its raw elements at the next stage; once every chunk is cached, the
+        later stages do not call ``chunks`` at all (no re-reading). ``0``: no cache, the least
+        memory.
 
     Returns
     -------
     ``(n_segments, L)`` set vectors, equal to encoding each set whole (to float tolerance). Memory
-    is bounded by the chunk size plus one pooled statistic per set.
+    is bounded by the chunk size plus one pooled statistic per set (plus the cache).
     """
     history: list[Tensor] = []
+    # per cached chunk: (its state after the last stage, raw elements if later stages read them, seg, weights)
+    cache: list[tuple] = []
+    used, complete = 0, False
     for stage in range(encoder.n_stages):
         acc: PoolAccumulator | None = None
-        passes: Iterator = iter(chunks())
-        if progress is not None:
-            passes = progress(passes, stage)
-        for x, seg, weights in passes:
+        if complete:
+            passes: Iterable = ((None, seg, weights) for _, _, seg, weights in cache)
+        else:
+            passes = iter(chunks())
+            if progress is not None:
+                passes = progress(passes, stage)
+        full = True  # every chunk of this pass fit in the cache
+        for i, (x, seg, weights) in enumerate(passes):
             if weights is None:
                 weights = torch.ones(x.shape[0], device=x.device)
-            state = None
-            # recompute the element states up to this stage from the earlier stages' pooled stats
-            for j in range(stage + 1):
-                state, values, logits = encoder.step(j, x, state, history[j - 1] if j else None, seg)
+            if i < len(cache):  # resume from the cached state of the previous stage
+                state, kept, seg, weights = cache[i]
+                x = kept if kept is not None else x
+                state, values, logits = encoder.step(stage, x, state, history[stage - 1], seg)
+            else:
+                # recompute the element states up to this stage from the earlier stages' pooled stats
+                state = None
+                for j in range(stage + 1):
+                    state, values, logits = encoder.step(j, x, state, history[j - 1] if j else None, seg)
+            if stage < encoder.n_stages - 1:
+                kept = None if encoder.state_carries_input else x
+                if i < len(cache):
+                    used += _nbytes(state) - _nbytes(cache[i][0])
+                    cache[i] = (_compact(state), kept, seg, weights)
+                elif full and used + _nbytes(state) + _nbytes(kept) <= cache_bytes:
+                    state = _compact(state)
+                    used += _nbytes(state) + _nbytes(kept) + _nbytes(seg) + _nbytes(weights)
+                    cache.append((state, kept, seg, weights))
+                else:
+                    full = False
             if acc is None:
                 acc = PoolAccumulator(n_segments, attention=logits is not None)
             acc.add(seg, weights.to(values.dtype), values, logits)
         if acc is None:
             raise ValueError("`chunks` yielded no elements.")
+        complete = complete or (full and len(cache) > 0)
         history.append(acc.result())
     return encoder.head(history[-1])
 
@@ -211,24 +275,44 @@ class ResNetEncoder(SetEncoder):
 
     ``h0 = LN(MLP(x) + W0 x)`` and, for each block ``k``,
     ``hk = LN(MLP_k([h_{k-1}, mean(h_{k-1})]) + h_{k-1} + W_k x)``; ``z = A mean(h_K) + c``.
+
+    Every linear map of the raw elements (the MLP's first layer and the skips ``W_k``) runs as
+    one matrix product at stage 0, the bulk of the work for wide inputs; the later stages' skips
+    travel in the element state. Accepts :class:`~scgde.nn.SparseRows` (sparse CSR elements).
     """
+
+    accepts_sparse = True
+    state_carries_input = True
 
     def __init__(self, n_input: int, n_latent: int, n_hidden: int = 128, n_blocks: int = 2, n_layers: int = 2):
         super().__init__(n_input, n_latent)
         self.n_stages = n_blocks + 1
+        self.n_hidden = n_hidden
         self.inp = MLP(n_input, n_hidden, n_hidden, n_layers)
         self.skips = nn.ModuleList(nn.Linear(n_input, n_hidden, bias=False) for _ in range(self.n_stages))
         self.blocks = nn.ModuleList(MLP(2 * n_hidden, n_hidden, n_hidden, n_layers) for _ in range(n_blocks))
         self.norms = nn.ModuleList(nn.LayerNorm(n_hidden) for _ in range(self.n_stages))
         self.out = nn.Linear(n_hidden, n_latent)
 
+    def input_projection(self, x: Tensor | SparseRows) -> Tensor:
+        """``[first layer of the MLP, W_0 x, ..., W_K x]`` of the raw elements, ``(N, (K + 2) H)``, in one product."""
+        first = self.inp[0]
+        weight = torch.cat([first.weight, *(skip.weight for skip in self.skips)])
+        bias = torch.cat([first.bias, first.bias.new_zeros(self.n_stages * self.n_hidden)])
+        return linear_input(x, weight, bias)
+
     def step(self, stage, x, state, pooled, seg):
+        width = self.n_hidden
         if stage == 0:
-            h = self.inp(x)
+            proj = self.input_projection(x)
+            h, skips = proj[:, :width], proj[:, width:]
+            for layer in list(self.inp)[1:]:  # the rest of the input MLP
+                h = layer(h)
         else:
-            h = self.blocks[stage - 1](torch.cat([state, pooled[seg]], dim=-1)) + state
-        h = self.norms[stage](h + self.skips[stage](x))
-        return h, h, None
+            prev, skips = state
+            h = self.blocks[stage - 1](torch.cat([prev, pooled[seg]], dim=-1)) + prev
+        h = self.norms[stage](h + skips[:, :width])
+        return (h, skips[:, width:]), h, None
 
     def head(self, pooled):
         return self.out(pooled)
@@ -245,6 +329,8 @@ class AttentionEncoder(SetEncoder):
     exact under chunked streaming. The set vector is a linear map of the weighted mean of the last
     element states.
     """
+
+    state_carries_input = True
 
     def __init__(
         self,

@@ -120,9 +120,10 @@ class MultimodalSetEncoder(SetEncoder):
             encoder_kwargs.setdefault("n_hidden", n_hidden)
         self.inner = build_encoder(encoder, self.join.width, n_latent, **encoder_kwargs)
         self.n_stages = self.inner.n_stages
+        self.state_carries_input = self.inner.state_carries_input
 
     def step(self, stage, x, state, pooled, seg):
-        return self.inner.step(stage, self.join(x), state, pooled, seg)
+        return self.inner.step(stage, None if x is None else self.join(x), state, pooled, seg)
 
     def encode_segments(self, x, seg, n_segments, weights=None):
         # whole sets: join the modalities once, not once per pooling stage (streaming uses ``step``)

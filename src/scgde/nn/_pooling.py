@@ -53,7 +53,11 @@ class PoolAccumulator:
         """
         if (logits is not None) != self.attention:
             raise ValueError("`logits` must be given exactly when the accumulator is attention pooling.")
-        n, dev, dtype = self.n_segments, values.device, values.dtype
+        # sums in at least fp32: half-precision features (mixed-precision training) pool exactly too
+        dtype = torch.promote_types(values.dtype, torch.float32)
+        values, weights = values.to(dtype), weights.to(dtype)
+        logits = None if logits is None else logits.to(dtype)
+        n, dev = self.n_segments, values.device
         if not self.attention:
             num = values.new_zeros(n, values.shape[-1]).index_add(0, seg, weights[:, None] * values)
             den = values.new_zeros(n).index_add(0, seg, weights)

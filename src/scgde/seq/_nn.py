@@ -129,8 +129,8 @@ class ElementFeatureEncoder(SetEncoder):
     0, ``BOS`` 1, ``EOS`` 2, letters from 3) to features ``(N, n_features)``; its parameters train
     with the rest unless the user freezes them (``requires_grad_(False)``). The features feed the
     pooled-feedback :class:`~scgde.nn.ResNetEncoder`, so the set vector stays a function of the
-    set's empirical distribution and streams exactly; the element network runs once per pooling
-    stage of each chunk.
+    set's empirical distribution and streams exactly; the element network runs once per chunk
+    (per pass over the chunks when streaming).
     """
 
     def __init__(self, element_encoder: nn.Module, max_length: int, n_latent: int, **set_encoder_kwargs):
@@ -139,14 +139,12 @@ class ElementFeatureEncoder(SetEncoder):
         self.n_features = element_feature_size(element_encoder, max_length)
         self.set_encoder = ResNetEncoder(self.n_features, n_latent, **set_encoder_kwargs)
         self.n_stages = self.set_encoder.n_stages
+        self.state_carries_input = True
 
     def step(self, stage, x, state, pooled, seg):
-        # the state carries the element features, so later stages reuse them within a chunk
-        features = self.element_encoder(x.long()) if stage == 0 else state[:, : self.n_features]
-        h, values, logits = self.set_encoder.step(
-            stage, features, None if stage == 0 else state[:, self.n_features :], pooled, seg
-        )
-        return torch.cat([features, h], dim=1), values, logits
+        # the set encoder reads the element features at stage 0 only (its state carries what later stages need)
+        features = self.element_encoder(x.long()) if stage == 0 else None
+        return self.set_encoder.step(stage, features, state, pooled, seg)
 
     def head(self, pooled):
         return self.set_encoder.head(pooled)
