@@ -51,11 +51,41 @@ def test_two_process_ddp_training(tmp_path, strategy):
     assert len(pd.read_csv(tmp_path / "train_loss.csv")) == 2
 
 
-def test_ddp_needs_a_set_per_process():
-    from scgde.data import SetDataModule
+def _splitter_on_rank(rank: int, world: int, **kwargs):
+    from types import SimpleNamespace
 
-    with pytest.raises(ValueError, match="make_train_sampler"):
-        SetDataModule(None, None, None, pd.Index(["a"]), np.array([0]), np.array([]), 1, 1, distributed=True)
+    from scgde.data import SetDataSplitter
+
+    adata = scgde.datasets.synthetic_mvn(n_sets=10, set_size=20, dim=2, seed=0)
+    scgde.model.GDE.setup_anndata(adata, set_key="set")
+    model = scgde.model.GDE(adata, n_latent=2, n_hidden=8)
+    dm = SetDataSplitter(model.adata_manager, batch_size=4, cells_per_set=5, seed=0, **kwargs)
+    dm.trainer = SimpleNamespace(world_size=world, global_rank=rank)  # what Lightning sets before setup()
+    dm.setup("fit")
+    return dm
+
+
+def test_each_process_draws_from_its_own_share():
+    ranks = [_splitter_on_rank(r, 3) for r in range(3)]
+    shares = [set(dm.rank_train_idx) for dm in ranks]
+    assert set().union(*shares) == set(ranks[0].train_idx)
+    assert all(a.isdisjoint(b) for i, a in enumerate(shares) for b in shares[i + 1 :])
+    with pytest.raises(ValueError, match="at least 20 training sets"):
+        _splitter_on_rank(0, 20)
+
+
+def test_mixtures_keep_every_set_but_not_the_same_draws():
+    zero, one = (_splitter_on_rank(r, 2, mixer="dirichlet") for r in (0, 1))
+    assert set(zero.rank_train_idx) == set(zero.train_idx)  # mixtures need every training set
+    assert not np.array_equal(zero._train[0]["X"].numpy(), one._train[0]["X"].numpy())
+
+
+def test_several_processes_means_ddp():
+    from scgde.model._train import several_processes
+
+    assert several_processes("cpu", 2, None) and several_processes("cpu", [0, 1], 1)
+    assert several_processes("cpu", 1, 2) and several_processes("cpu", "2", None)
+    assert not several_processes("cpu", 1, None) and not several_processes("cpu", "auto", None)
 
 
 def test_ddp_strategy_tolerates_unused_parameters():

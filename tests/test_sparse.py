@@ -78,3 +78,19 @@ def test_embedding_of_sparse_data_equals_dense(likelihood, generator, encoder, t
         got = model.get_set_representation(query, chunk_size=50, progress_bar=False)
         np.testing.assert_allclose(got.loc[want.index].to_numpy(), want.to_numpy(), rtol=1e-4, atol=1e-5)
     assert (calls["dense"] == 0) == (encoder == "resnet")
+
+
+def test_non_canonical_csr_is_summed_before_reading():
+    """Duplicate entries (legal in scipy) are summed, so log-normalising stored entries stays exact."""
+    x = sp.csr_matrix(
+        (np.array([2.0, 3.0, 5.0], dtype=np.float32), np.array([1, 1, 0]), np.array([0, 2, 3])), shape=(2, 3)
+    )
+    assert not x.has_canonical_format
+    out = sparse_log_normalise(csr_tensor(x)).to_dense()
+    torch.testing.assert_close(out, log_normalise(torch.from_numpy(x.toarray())))
+
+
+def test_bf16_true_pooling_keeps_the_dtype():
+    enc = ResNetEncoder(6, 3, n_hidden=8).to(torch.bfloat16)
+    z = enc(torch.randn(2, 10, 6, dtype=torch.bfloat16))
+    assert z.dtype == torch.bfloat16 and torch.isfinite(z.float()).all()

@@ -200,6 +200,8 @@ def _cmd_embed(args) -> None:
 
     index, count = args.shard
     _, names = set_labels(adata.obs, _set_key(args.set_key) or model.set_key)
+    if index >= len(names):
+        raise ValueError(f"--shard {index}/{count}: the data have only {len(names)} sets; use N <= {len(names)}.")
     emb = model.get_set_representation(adata, set_key=_set_key(args.set_key), sets=list(names[index::count]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -93,13 +93,12 @@ class SetDataModule(LightningDataModule):
     set_label_values
         Optional label of each set (NaN: unlabelled), passed per drawn set as ``"set_label"``;
         mixtures and other sets without a source set are unlabelled.
-    distributed
-        Under Lightning DDP (more than one process), each process draws its training sets from its
-        own disjoint share of them (every ``world_size``-th training set, starting at its rank),
-        with its own random stream; Lightning's distributed sampler gives each process its share
-        of the batches and of the validation sets. Needs ``make_train_sampler``.
     make_train_sampler
-        Builds the training sampler of a share: a function of set codes.
+        Builds the training sampler of a share of the training sets (a function of set codes). Under
+        Lightning DDP (more than one process) each process draws with its own random stream and,
+        given this function, from its own disjoint share of the training sets (every
+        ``world_size``-th one, starting at its rank); Lightning's distributed sampler gives each
+        process its share of the batches and of the validation sets.
     """
 
     def __init__(
@@ -115,14 +114,10 @@ class SetDataModule(LightningDataModule):
         batch_codes: np.ndarray | None = None,
         seed: int = 0,
         set_label_values: np.ndarray | None = None,
-        distributed: bool = False,
         make_train_sampler: Callable[[np.ndarray], SetSampler] | None = None,
     ):
         super().__init__()
-        if distributed and make_train_sampler is None:
-            raise ValueError("distributed=True needs make_train_sampler (a function of training-set codes).")
         self.set_label_values = set_label_values
-        self.distributed = distributed
         self._make_train_sampler = make_train_sampler
         self._train_codes = np.asarray(train_sets)
         self._set_names = set_names
@@ -154,22 +149,23 @@ class SetDataModule(LightningDataModule):
         return len(self.val_idx)
 
     def setup(self, stage: str | None = None) -> None:
-        """Under DDP, restrict this process's training draws to its share of the training sets."""
+        """Under DDP, give this process its own random stream and, if possible, its own share of the training sets."""
         trainer = getattr(self, "trainer", None)
         world = 1 if trainer is None else int(trainer.world_size)
-        if not self.distributed or world == 1:
+        if world == 1:
             return
         rank = int(trainer.global_rank)
-        if len(self._train_codes) < world:
-            raise ValueError(
-                f"Distributed training over {world} processes needs at least {world} training sets, "
-                f"got {len(self._train_codes)}: use fewer devices or more sets."
-            )
-        share = self._train_codes[rank::world]
-        self.rank_train_idx = np.asarray(self._set_names[share])
-        self._train = _SetBatches(
-            self, self._make_train_sampler(share), self._train.n_batches, None, self._seed, stream=rank + 1
-        )
+        sampler = self._train.sampler
+        if self._make_train_sampler is not None:
+            if len(self._train_codes) < world:
+                raise ValueError(
+                    f"Distributed training over {world} processes needs at least {world} training sets, "
+                    f"got {len(self._train_codes)}: use fewer devices or more sets."
+                )
+            share = self._train_codes[rank::world]
+            self.rank_train_idx = np.asarray(self._set_names[share])
+            sampler = self._make_train_sampler(share)
+        self._train = _SetBatches(self, sampler, self._train.n_batches, None, self._seed, stream=rank + 1)
 
     def tensors(self, batch: SetBatch) -> dict[str, torch.Tensor]:
         """Fetch the rows of a :class:`SetBatch` as model input tensors."""
@@ -217,8 +213,10 @@ class SetDataSplitter(SetDataModule):
     shuffle_set_split
         Shuffle sets before splitting (``False``: the first sets train).
     distributed_sampler
-        Set by scvi-tools when the strategy is DDP (``strategy="ddp"``, ``"ddp_spawn"``, ...): each
-        process draws from its own disjoint share of the training sets (see :class:`SetDataModule`).
+        Set by scvi-tools when the strategy is DDP; unused: under DDP (any run with more than one
+        process) each process draws from its own disjoint share of the training sets (see
+        :class:`SetDataModule`), except with ``mixer`` or ``window``, which need every set (each
+        process then only has its own random stream).
     load_sparse_tensor
         Unused; accepted for scvi-tools.
     cells_per_set
@@ -324,8 +322,8 @@ class SetDataSplitter(SetDataModule):
             batch_codes=None if batch_codes is None else batch_codes.astype(np.int64),
             seed=seed,
             set_label_values=set_label_values,
-            distributed=distributed_sampler,
-            make_train_sampler=sampler,
+            # windows and mixtures need all training sets: under DDP those processes share them (own streams only)
+            make_train_sampler=sampler if mixer is None and window is None else None,
         )
 
     @staticmethod

@@ -71,6 +71,7 @@ class ConvImageEncoder(SetEncoder):
         super().__init__(c * h * w, n_latent)
         self.image_shape = (c, h, w)
         self.n_stages = n_blocks + 1
+        self.state_carries_input = True  # later stages read the feature maps only
         # strided convolutions (padded, so odd sides work) down to at most POOLED_SIDE pixels a side
         n_down = max(0, math.ceil(math.log2(max(h, w) / POOLED_SIDE)))
         stem: list[nn.Module] = [nn.Conv2d(c, n_channels, 3, padding=1), nn.GroupNorm(_groups(n_channels), n_channels)]

@@ -148,6 +148,7 @@ class EmbeddingMixin:
                 chunks.append(self._chunks(reader, codes, part_chunk, progress_bar))
         if not chunks:
             raise ValueError("No cell of the collection belongs to a wanted set.")
+        self.module.eval()
         z = self._stream(ChainedChunks(chunks), len(names), cache_mib)
         return pd.DataFrame(z, index=names, columns=[f"gde_{i}" for i in range(z.shape[1])])
 

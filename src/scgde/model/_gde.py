@@ -261,25 +261,16 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
-    def save(self, dir_path: str | Path, overwrite: bool = False, save_anndata: bool = False, **kwargs) -> None:
-        """Save the model to ``dir_path`` (scvi-tools' format); see :meth:`load`.
+    def save(self, dir_path: str | Path, *args, **kwargs) -> None:
+        """Save the model to ``dir_path``; see :meth:`load`.
+
+        scvi-tools' format and arguments (``prefix``, ``overwrite``, ``save_anndata``, ...).
 
         After distributed (DDP) training every process holds the same trained model; only the
         global-zero process writes, the others return without writing.
-
-        Parameters
-        ----------
-        dir_path
-            Folder to write (created).
-        overwrite
-            Overwrite an existing folder.
-        save_anndata
-            Also write the registered AnnData.
-        **kwargs
-            Passed to :meth:`scvi.model.base.BaseModelClass.save`.
         """
         if is_global_zero():
-            super().save(str(dir_path), overwrite=overwrite, save_anndata=save_anndata, **kwargs)
+            super().save(str(dir_path), *args, **kwargs)
 
     @classmethod
     def load(cls, dir_path: str | Path, adata: AnnData | None = None, **kwargs) -> GDE:

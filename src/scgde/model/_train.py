@@ -35,6 +35,20 @@ def ddp_strategy(strategy):
     return f"{strategy}_find_unused_parameters_true" if strategy in _DDP_NAMES else strategy
 
 
+def several_processes(accelerator, devices, num_nodes) -> bool:
+    """Whether Lightning will run this training on more than one process (then it picks DDP itself)."""
+    if int(num_nodes or 1) > 1:
+        return True
+    if isinstance(devices, (list, tuple)):
+        return len(devices) > 1
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, int):
+        return devices > 1 or (devices == -1 and torch.cuda.device_count() > 1)
+    # "auto": every visible GPU when the accelerator may be one
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.device_count() > 1
+
+
 def is_global_zero() -> bool:
     """Whether this process writes results: always, unless it is a non-zero rank of a DDP process group."""
     dist = torch.distributed
@@ -215,6 +229,8 @@ class TrainMixin(UnsupervisedTrainingMixin):
         trainer_kwargs.setdefault("gradient_clip_val", 10.0)
         if "strategy" in trainer_kwargs:
             trainer_kwargs["strategy"] = ddp_strategy(trainer_kwargs["strategy"])
+        elif several_processes(accelerator, devices, trainer_kwargs.get("num_nodes")):
+            trainer_kwargs["strategy"] = ddp_strategy("ddp")  # what Lightning would pick, tolerating unused parameters
         self.module.train()  # embedding calls leave the module in eval mode
         out = super().train(
             max_epochs=max_epochs,

@@ -202,9 +202,9 @@ def encode_stream(
                 if i < len(cache):
                     used += _nbytes(state) - _nbytes(cache[i][0])
                     cache[i] = (_compact(state), kept, seg, weights)
-                elif full and used + _nbytes(state) + _nbytes(kept) <= cache_bytes:
+                elif full and used + _nbytes((state, kept, seg, weights)) <= cache_bytes:
                     state = _compact(state)
-                    used += _nbytes(state) + _nbytes(kept) + _nbytes(seg) + _nbytes(weights)
+                    used += _nbytes((state, kept, seg, weights))
                     cache.append((state, kept, seg, weights))
                 else:
                     full = False

@@ -36,6 +36,7 @@ class PoolAccumulator:
         self._num: Tensor | None = None
         self._den: Tensor | None = None
         self._max: Tensor | None = None
+        self._dtype = torch.float32
 
     def add(self, seg: Tensor, weights: Tensor, values: Tensor, logits: Tensor | None = None) -> None:
         """Add one chunk of elements.
@@ -53,7 +54,8 @@ class PoolAccumulator:
         """
         if (logits is not None) != self.attention:
             raise ValueError("`logits` must be given exactly when the accumulator is attention pooling.")
-        # sums in at least fp32: half-precision features (mixed-precision training) pool exactly too
+        # sums in at least fp32 (half-precision features pool exactly too); the result in the features' dtype
+        self._dtype = values.dtype
         dtype = torch.promote_types(values.dtype, torch.float32)
         values, weights = values.to(dtype), weights.to(dtype)
         logits = None if logits is None else logits.to(dtype)
@@ -88,7 +90,7 @@ class PoolAccumulator:
         """The pooled statistic of every segment (NaN for a segment with no mass)."""
         if self._num is None:
             raise RuntimeError("No elements were added.")
-        return self._num / self._den[..., None]
+        return (self._num / self._den[..., None]).to(self._dtype)
 
 
 def segment_pool(

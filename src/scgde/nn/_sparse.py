@@ -18,7 +18,14 @@ from torch import Tensor
 
 
 def csr_tensor(matrix) -> Tensor:
-    """A ``scipy.sparse`` CSR matrix as a float32 torch sparse CSR tensor (shares no memory)."""
+    """A ``scipy.sparse`` CSR matrix as a float32 torch sparse CSR tensor (shares no memory).
+
+    Duplicate entries are summed and column indices sorted first (torch's CSR invariants;
+    column-indexed scipy matrices may hold unsorted ones).
+    """
+    if not matrix.has_canonical_format:
+        matrix = matrix.copy()
+        matrix.sum_duplicates()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
