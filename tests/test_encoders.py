@@ -130,3 +130,23 @@ def test_stream_cache_is_exact_and_skips_rereading(name, cache_chunks):
         streamed = encode_stream(encoder, chunks, 3, cache_bytes=budget)
     torch.testing.assert_close(streamed, whole, atol=ATOL, rtol=0)
     assert len(reads) == (1 if cache_chunks == 100 else encoder.n_stages)
+
+
+def test_stream_cache_is_all_or_nothing_when_the_size_is_known():
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet", 4, 3).eval()
+    x, seg = torch.randn(90, 4), torch.arange(3).repeat_interleave(30)
+
+    class Chunks:
+        n_elements, reads = 90, 0
+
+        def __call__(self):
+            self.reads += 1
+            return [(x[i : i + 20], seg[i : i + 20], None) for i in range(0, 90, 20)]
+
+    with torch.no_grad():
+        whole = encoder.encode_segments(x, seg, 3)
+        for budget, reads in ((50_000, encoder.n_stages), (10**6, 1)):  # 50 kB holds one chunk, not all five
+            chunks = Chunks()
+            torch.testing.assert_close(encode_stream(encoder, chunks, 3, cache_bytes=budget), whole, atol=ATOL, rtol=0)
+            assert chunks.reads == reads

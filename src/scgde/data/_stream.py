@@ -115,6 +115,8 @@ class SetChunks:
         self.weights = weights
         self.description, self.progress_bar = description, progress_bar
         self.passes = 0
+        #: elements yielded per pass (for a stream cache to know whether everything fits)
+        self.n_elements = int(len(self.rows))
 
     def __call__(self) -> SetChunks:
         return self
@@ -161,6 +163,7 @@ class ChainedChunks:
 
     def __init__(self, parts: list[SetChunks]):
         self.parts = parts
+        self.n_elements = sum(part.n_elements for part in parts)
 
     def __call__(self) -> ChainedChunks:
         return self

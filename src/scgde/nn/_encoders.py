@@ -162,10 +162,11 @@ def encode_stream(
     progress
         Optional wrapper applied to each pass's iterable (e.g. a progress bar).
     cache_bytes
-        Memory for keeping the first chunks' element states between stages. A cached chunk is
-        not recomputed from its raw elements at the next stage; once every chunk is cached, the
-        later stages do not call ``chunks`` at all (no re-reading). ``0``: no cache, the least
-        memory.
+        Memory for keeping the chunks' element states between stages, used only when all of them
+        fit (estimated from the first chunk and ``chunks.n_elements`` when the chunks say how many
+        elements they hold): the later stages then call ``chunks`` no more and recompute nothing.
+        A partial cache would save little (every chunk is read again anyway) and fragments memory.
+        ``0``: no cache, the least memory.
 
     Returns
     -------
@@ -173,6 +174,7 @@ def encode_stream(
     is bounded by the chunk size plus one pooled statistic per set (plus the cache).
     """
     history: list[Tensor] = []
+    n_elements = getattr(chunks, "n_elements", None) if cache_bytes > 0 else None
     # per cached chunk: (its state after the last stage, raw elements if later stages read them, seg, weights)
     cache: list[tuple] = []
     used, complete = 0, False
@@ -199,6 +201,10 @@ def encode_stream(
                     state, values, logits = encoder.step(j, x, state, history[j - 1] if j else None, seg)
             if stage < encoder.n_stages - 1:
                 kept = None if encoder.state_carries_input else x
+                if i == 0 and stage == 0 and n_elements is not None:
+                    # all chunks or none: estimated from this chunk's bytes per element
+                    per_element = _nbytes((state, kept, seg, weights)) / max(1, seg.shape[0])
+                    full = per_element * n_elements <= cache_bytes
                 if i < len(cache):
                     used += _nbytes(state) - _nbytes(cache[i][0])
                     cache[i] = (_compact(state), kept, seg, weights)
