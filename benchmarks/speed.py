@@ -10,7 +10,7 @@
    only reading the file once per pooling stage (the floor of a design with one pass per stage);
    without a cache of element states, with the default one, and with one that holds every chunk
    (then the file is read once).
-   **Larger than memory**: a default model trained for 100 steps on, and then embedding every
+   **Larger than memory**: a default model trained for 50 steps on, and then embedding every
    set of, a backed CSR file of ``--n-backed`` cells (default 5M x 2,000 genes: 37 GiB densified,
    more than this machine's 24 GiB), in a fresh process: peak resident memory.
 3. **Training**: optimiser steps/s of the default model (64 sets x 100 cells per step) at 2,000
@@ -279,7 +279,7 @@ def backed_child(path: str, steps: int) -> None:
 
 
 def backed_part(args) -> tuple[pd.DataFrame, list[str]]:
-    n_cells, n_sets, steps = (50_000, 50, 5) if args.quick else (args.n_backed, args.n_backed // 1000, 100)
+    n_cells, n_sets, steps = (50_000, 50, 5) if args.quick else (args.n_backed, args.n_backed // 1000, 50)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"sets_{n_cells}.h5ad"
@@ -494,8 +494,9 @@ def run(args) -> dict:
         start = time.perf_counter()
         table, notes = parts[name](args)
         tables[name] = table
-        out += [f"### {titles[name]} ({time.perf_counter() - start:.0f} s)", "", _common.markdown_table(table), ""]
-        out += [*notes, ""]
+        section = [f"### {titles[name]} ({time.perf_counter() - start:.0f} s)", "", _common.markdown_table(table), ""]
+        out += [*section, *notes, ""]
+        print("\n".join([*section, *notes, ""]), file=sys.stderr, flush=True)  # each part as soon as it is done
     out += [
         f"Machine: {_common.machine()}; {torch.get_num_threads()} torch thread(s).",
         f"Command: `python -m benchmarks.speed{' --quick' if args.quick else ''} --parts {' '.join(args.parts)}`",

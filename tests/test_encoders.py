@@ -150,3 +150,24 @@ def test_stream_cache_is_all_or_nothing_when_the_size_is_known():
             chunks = Chunks()
             torch.testing.assert_close(encode_stream(encoder, chunks, 3, cache_bytes=budget), whole, atol=ATOL, rtol=0)
             assert chunks.reads == reads
+
+
+def test_stream_cache_stays_empty_when_the_stream_does_not_fit(monkeypatch):
+    """Known not to fit at the first chunk: no stage caches anything (no partial cache at later stages)."""
+    import scgde.nn._encoders as encoders
+
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet", 4, 3).eval()
+    x, seg = torch.randn(90, 4), torch.arange(3).repeat_interleave(30)
+    compacted = []
+    monkeypatch.setattr(encoders, "_compact", lambda obj: compacted.append(1) or obj)
+
+    class Chunks:
+        n_elements = 90
+
+        def __call__(self):
+            return [(x[i : i + 20], seg[i : i + 20], None) for i in range(0, 90, 20)]
+
+    with torch.no_grad():
+        encode_stream(encoder, Chunks(), 3, cache_bytes=50_000)
+    assert not compacted

@@ -17,6 +17,10 @@ from scgde.module import N_CURVE
 SetsOrEmbeddings = str | Sequence[str] | pd.DataFrame | np.ndarray
 
 
+#: training sets read to learn the zero curves of generated sets (a random subset of larger collections)
+MAX_CURVE_SETS = 2000
+
+
 class GenerationMixin:
     """``generate`` and ``interpolate``."""
 
@@ -120,12 +124,21 @@ class GenerationMixin:
         centres = rng.choice(len(rows), size=min(n_neighbourhoods, len(rows)), replace=False)
         knn = NearestNeighbors(n_neighbors=min(n_neighbors, len(rows))).fit(coords)
         groups = [rows[nbrs] for nbrs in knn.kneighbors(coords[centres], return_distance=False)]
-        # the training sets themselves (for niches: as many random niches)
-        own = range(index.n_sets) if niches is None else rng.choice(index.n_sets, len(centres), replace=False)
+        # the training sets themselves (at most MAX_CURVE_SETS of them; for niches: as many random niches)
+        if niches is not None:
+            own = rng.choice(index.n_sets, len(centres), replace=False)
+        elif index.n_sets > MAX_CURVE_SETS:
+            own = np.sort(rng.choice(index.n_sets, MAX_CURVE_SETS, replace=False))
+        else:
+            own = range(index.n_sets)
         groups += [rng.choice(m, size=min(len(m), 2000), replace=False) for m in map(index.members, own)]
-        stats = [fetcher.rows(np.sort(g)) for g in groups if len(g)]
-        means = np.stack([x.mean(0) for x in stats])
-        zeros = np.stack([(x == 0).mean(0) for x in stats])
+        means, zeros = [], []
+        for g in groups:  # one block in memory at a time (a backed atlas has thousands of big sets)
+            if len(g):
+                x = fetcher.rows(np.sort(g))
+                means.append(x.mean(0))
+                zeros.append((x == 0).mean(0))
+        means, zeros = np.stack(means), np.stack(zeros)
         grid = np.linspace(0.0, 2.0 * float(means.max()) + 1e-6, N_CURVE)
         curves = np.empty((means.shape[1], N_CURVE))
         fit = IsotonicRegression(increasing=False, y_min=0.0, y_max=1.0, out_of_bounds="clip")

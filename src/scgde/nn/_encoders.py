@@ -178,6 +178,7 @@ def encode_stream(
     # per cached chunk: (its state after the last stage, raw elements if later stages read them, seg, weights)
     cache: list[tuple] = []
     used, complete = 0, False
+    fits = cache_bytes > 0  # False once the whole stream is known not to fit: then nothing is cached
     for stage in range(encoder.n_stages):
         acc: PoolAccumulator | None = None
         if complete:
@@ -199,12 +200,12 @@ def encode_stream(
                 state = None
                 for j in range(stage + 1):
                     state, values, logits = encoder.step(j, x, state, history[j - 1] if j else None, seg)
-            if stage < encoder.n_stages - 1:
+            if stage < encoder.n_stages - 1 and fits:
                 kept = None if encoder.state_carries_input else x
                 if i == 0 and stage == 0 and n_elements is not None:
                     # all chunks or none: estimated from this chunk's bytes per element
                     per_element = _nbytes((state, kept, seg, weights)) / max(1, seg.shape[0])
-                    full = per_element * n_elements <= cache_bytes
+                    fits = full = per_element * n_elements <= cache_bytes
                 if i < len(cache):
                     used += _nbytes(state) - _nbytes(cache[i][0])
                     cache[i] = (_compact(state), kept, seg, weights)
