@@ -92,14 +92,12 @@ def test_train_embed_generate(gaussian_run):
     assert ad.read_h5ad(root / "all.h5ad").obs["set"].nunique() == 8
 
 
-def test_train_passes_only_given_options(tmp_path, monkeypatch):
-    import torch
+class _Stop(Exception):
+    pass
 
-    scgde.datasets.synthetic_mvn(n_sets=4, set_size=10, dim=2).write_h5ad(tmp_path / "d.h5ad")
-    seen = {}
 
-    class Stop(Exception):
-        pass
+def _spy_gde(monkeypatch, seen: dict):
+    """Replace GDE by a spy recording the model's options (``seen["model"]``) and train()'s, then stopping."""
 
     class SpyGDE:
         @staticmethod
@@ -108,48 +106,43 @@ def test_train_passes_only_given_options(tmp_path, monkeypatch):
 
         def __init__(self, adata, **kwargs):
             seen["model"] = kwargs
-            raise Stop
+
+        def train(self, **kwargs):
+            seen["train"] = kwargs
+            raise _Stop
 
     monkeypatch.setattr(scgde.model, "GDE", SpyGDE)
+
+
+def test_train_passes_only_given_options(tmp_path, monkeypatch):
+    import torch
+
+    scgde.datasets.synthetic_mvn(n_sets=4, set_size=10, dim=2).write_h5ad(tmp_path / "d.h5ad")
+    seen = {}
+    _spy_gde(monkeypatch, seen)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.setdefault("threads", n))
     argv = ["train", str(tmp_path / "d.h5ad"), "--set-key", "set", "--out", str(tmp_path / "run")]
-    with pytest.raises(Stop):
+    with pytest.raises(_Stop):
         main(argv)
-    assert seen == {"model": {}}  # the model's own defaults (generator included); torch's thread count untouched
-    with pytest.raises(Stop):
+    # the model's and train()'s own defaults (generator included); torch's thread count untouched
+    assert seen == {"model": {}, "train": {}}
+    with pytest.raises(_Stop):
         main([*argv, "--generator", "flow", "--threads", "1"])
-    assert seen == {"model": {"generator": "flow"}, "threads": 1}
+    assert seen == {"model": {"generator": "flow"}, "train": {}, "threads": 1}
     assert not (tmp_path / "run").exists()
 
 
 def test_train_passes_device_options(tmp_path, monkeypatch):
     scgde.datasets.synthetic_mvn(n_sets=4, set_size=10, dim=2).write_h5ad(tmp_path / "d.h5ad")
     seen = {}
-
-    class Stop(Exception):
-        pass
-
-    class SpyGDE:
-        @staticmethod
-        def setup_anndata(adata, **kwargs):
-            pass
-
-        def __init__(self, adata, **kwargs):
-            pass
-
-        def train(self, **kwargs):
-            seen.update(kwargs)
-            raise Stop
-
-    monkeypatch.setattr(scgde.model, "GDE", SpyGDE)
+    _spy_gde(monkeypatch, seen)
     argv = ["train", str(tmp_path / "d.h5ad"), "--set-key", "set", "--out", str(tmp_path / "run")]
-    with pytest.raises(Stop):
+    with pytest.raises(_Stop):
         main([*argv, "--accelerator", "gpu", "--devices", "0,1", "--strategy", "ddp", "--num-nodes", "2"])
-    assert seen == {"accelerator": "gpu", "devices": [0, 1], "strategy": "ddp", "num_nodes": 2}
-    seen.clear()
-    with pytest.raises(Stop):
+    assert seen["train"] == {"accelerator": "gpu", "devices": [0, 1], "strategy": "ddp", "num_nodes": 2}
+    with pytest.raises(_Stop):
         main([*argv, "--devices", "4", "--precision", "bf16-mixed"])
-    assert seen == {"devices": 4, "precision": "bf16-mixed"}
+    assert seen["train"] == {"devices": 4, "precision": "bf16-mixed"}
 
 
 @pytest.mark.parametrize("devices", ["0", "two", "-2"])
