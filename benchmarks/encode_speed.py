@@ -65,8 +65,14 @@ def throughput(n_cells: int) -> dict:
     return {"encoder cells/s (dense tensors)": raw, "get_set_representation cells/s": end_to_end}
 
 
-def write_backed(path: Path, n_cells: int, density: float, chunk: int = 100_000) -> float:
-    """Write a CSR .h5ad chunk by chunk (never holding the matrix); returns its size in GiB."""
+def write_backed(
+    path: Path, n_cells: int, density: float, chunk: int = 100_000, n_sets: int = 1, log_values: bool = False
+) -> float:
+    """Write a CSR .h5ad chunk by chunk (never holding the matrix); returns its size in GiB.
+
+    ``n_sets`` equal consecutive sets in ``obs["set"]`` (one: ``"one_big_set"``); ``log_values``: stored entries
+    ``log1p(10 u)`` (log-expression-like) instead of uniform ``u``.
+    """
     import anndata as ad
     import h5py
     import pandas as pd
@@ -74,16 +80,23 @@ def write_backed(path: Path, n_cells: int, density: float, chunk: int = 100_000)
     from anndata.io import write_elem
 
     rng = np.random.default_rng(0)
-    obs = pd.DataFrame({"set": pd.Categorical(["one_big_set"] * n_cells)}, index=[f"c{i}" for i in range(n_cells)])
+    names = np.array(["one_big_set"] if n_sets == 1 else [f"s{i}" for i in range(n_sets)])
+    sets = pd.Categorical(names[np.arange(n_cells) * n_sets // n_cells], categories=names)
+    obs = pd.DataFrame({"set": sets}, index=[f"c{i}" for i in range(n_cells)])
     var = pd.DataFrame(index=[f"g{j}" for j in range(N_GENES)])
     ad.AnnData(obs=obs, var=var).write_h5ad(path)
+
+    def block(rows: int):
+        out = sp.random(rows, N_GENES, density=density, format="csr", dtype=np.float32, random_state=rng)
+        if log_values:
+            out.data = np.log1p(10 * out.data).astype(np.float32)
+        return out
+
     with h5py.File(path, "a") as f:
-        first = sp.random(chunk, N_GENES, density=density, format="csr", dtype=np.float32, random_state=rng)
-        write_elem(f, "X", first)
+        write_elem(f, "X", block(min(chunk, n_cells)))
         X = ad.io.sparse_dataset(f["X"])
         for start in range(chunk, n_cells, chunk):
-            rows = min(chunk, n_cells - start)
-            X.append(sp.random(rows, N_GENES, density=density, format="csr", dtype=np.float32, random_state=rng))
+            X.append(block(min(chunk, n_cells - start)))
     return path.stat().st_size / 2**30
 
 

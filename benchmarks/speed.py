@@ -235,31 +235,6 @@ def stream_part(args) -> tuple[pd.DataFrame, list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------- 2b. larger than RAM
-def write_backed_sets(path: Path, n_cells: int, n_sets: int, density: float, chunk: int = 100_000) -> float:
-    """A CSR .h5ad of ``n_sets`` equal sets, written chunk by chunk (never holding the matrix); size in GiB."""
-    import anndata as ad
-    import h5py
-    from anndata.io import sparse_dataset, write_elem
-
-    rng = np.random.default_rng(0)
-    names = np.array([f"s{i}" for i in range(n_sets)])
-    obs = pd.DataFrame({"set": pd.Categorical(names[np.arange(n_cells) * n_sets // n_cells], categories=names)})
-    obs.index = [f"c{i}" for i in range(n_cells)]
-    ad.AnnData(obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(N_GENES)])).write_h5ad(path)
-
-    def block(rows):
-        out = sp.random(rows, N_GENES, density=density, format="csr", dtype=np.float32, random_state=rng)
-        out.data = np.log1p(10 * out.data).astype(np.float32)
-        return out
-
-    with h5py.File(path, "a") as f:
-        write_elem(f, "X", block(min(chunk, n_cells)))
-        matrix = sparse_dataset(f["X"])
-        for start in range(chunk, n_cells, chunk):
-            matrix.append(block(min(chunk, n_cells - start)))
-    return path.stat().st_size / 2**30
-
-
 def backed_child(path: str, steps: int) -> None:
     """Fresh process: train ``steps`` steps on a backed file, then embed all its sets; memory at each point."""
     import anndata as ad
@@ -283,7 +258,11 @@ def backed_part(args) -> tuple[pd.DataFrame, list[str]]:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"sets_{n_cells}.h5ad"
-    size_gib = path.stat().st_size / 2**30 if path.exists() else write_backed_sets(path, n_cells, n_sets, DENSITY)
+    size_gib = (
+        path.stat().st_size / 2**30
+        if path.exists()
+        else write_backed(path, n_cells, DENSITY, n_sets=n_sets, log_values=True)
+    )
     child = [sys.executable, "-m", "benchmarks.speed", "--backed-child", str(path), "--steps", str(steps)]
     out = subprocess.run([*child, "--threads", str(args.threads)], capture_output=True, text=True, cwd=REPO)
     if out.returncode:
