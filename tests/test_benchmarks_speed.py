@@ -11,8 +11,9 @@ def test_speed_quick_reports_ratios():
     encoder, distances = result["tables"]["encoder"], result["tables"]["distances"]
     assert (encoder["cells/s"] > 0).all()
     assert "of the roofline-implied" in encoder.loc["encoder, dense input", "ratio"]
-    assert list(distances.index[:3]) == [
+    assert list(distances.index[:4]) == [
         "scgde: embed all sets + cdist",
+        "scgde, covariance configuration: embed all sets + cdist",
         "exact EMD (ot.emd2)",
         "Sinkhorn divergence (geomloss, blur 0.5)",
     ]

@@ -40,9 +40,11 @@ def assert_distributionally_invariant(encoder, x: torch.Tensor) -> None:
     torch.testing.assert_close(encoder(pad, pw), z, atol=ATOL, rtol=0)
 
 
-@pytest.fixture(params=sorted(ENCODERS))
+@pytest.fixture(params=[*sorted(ENCODERS), "resnet-quadratic"])
 def encoder(request):
     torch.manual_seed(0)
+    if request.param == "resnet-quadratic":
+        return build_encoder("resnet", 4, 6, quadratic=True).eval()
     return build_encoder(request.param, 4, 6).eval()
 
 

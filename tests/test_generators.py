@@ -36,6 +36,17 @@ def test_zero_weight_elements_do_not_count(name):
     assert padded.max() < 10 * clean.max() + 1.0
 
 
+def fit_two_sets(gen, z, draw, steps: int, lr: float = 3e-3) -> None:
+    """Train ``gen`` on fresh draws ``draw() -> (2, m, D)`` of two sets with set vectors ``z``; leave it in eval mode."""
+    opt = torch.optim.Adam(gen.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = gen.loss(draw(), z).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    gen.eval()
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs", "steps"),
     [
@@ -49,15 +60,8 @@ def test_learns_two_conditional_gaussians(name, kwargs, steps):
     """z = +1 -> N(3, 0.5^2), z = -1 -> N(-2, 1); samples must match both."""
     torch.manual_seed(0)
     gen = build_generator(name, 1, 1, n_hidden=64, **kwargs)
-    opt = torch.optim.Adam(gen.parameters(), lr=3e-3)
     z = torch.tensor([[1.0], [-1.0]])
-    for _ in range(steps):
-        x = torch.stack([3 + 0.5 * torch.randn(64, 1), -2 + torch.randn(64, 1)])
-        loss = gen.loss(x, z).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    gen.eval()
+    fit_two_sets(gen, z, lambda: torch.stack([3 + 0.5 * torch.randn(64, 1), -2 + torch.randn(64, 1)]), steps)
     s = gen.sample(z, 4000)
     assert s[0].mean().item() == pytest.approx(3.0, abs=0.25)
     assert s[1].mean().item() == pytest.approx(-2.0, abs=0.25)
@@ -131,3 +135,35 @@ def test_ddpm_sampling_with_an_exact_denoiser_recovers_the_data():
     assert 0.5 > sd[100] > 0.45 and sd[100] > sd[25] > 0.35
     with pytest.raises(ValueError, match="n_steps"):
         gen.sample(torch.zeros(1, 2), 2, n_steps=401)
+
+
+@pytest.mark.parametrize("name", ["flow", "ddpm", "cvae"])
+def test_film_conditioning_learns_covariances_that_depend_on_the_condition(name):
+    """Same mean, opposite correlations and different spreads in 6-D: the condition must reshape the samples."""
+    torch.manual_seed(0)
+    dim, rho = 6, 0.8
+    covs = []
+    for sign, spread in ((1.0, 1.0), (-1.0, 0.5)):
+        cov = torch.eye(dim)
+        cov[0, 1] = cov[1, 0] = sign * rho
+        covs.append(spread**2 * cov)
+    chol = torch.stack([torch.linalg.cholesky(c) for c in covs])
+    kwargs = {"n_steps": 100} if name == "ddpm" else {}
+    gen = build_generator(name, dim, 1, n_hidden=64, conditioning="film", **kwargs)
+    z = torch.tensor([[1.0], [-1.0]])
+    fit_two_sets(gen, z, lambda: torch.randn(2, 128, dim) @ chol.transpose(1, 2), 800)
+    samples = gen.sample(z, 4000)
+    for s, cov in zip(samples, covs):
+        sample_cov = torch.cov(s.T)
+        assert torch.allclose(sample_cov, cov, atol=0.35 * cov[0, 0].item()), (sample_cov, cov)
+
+
+@pytest.mark.parametrize("name", ["flow", "ddpm", "cvae"])
+def test_unknown_conditioning_names_the_choices(name):
+    with pytest.raises(ValueError, match="conditioning='sum'.*'film' or 'concat'"):
+        build_generator(name, 3, 2, conditioning="sum")
+
+
+def test_film_conditioning_refuses_a_custom_network():
+    with pytest.raises(ValueError, match="custom network= conditions itself"):
+        build_generator("flow", 3, 2, network=torch.nn.Identity(), conditioning="film")

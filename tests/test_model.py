@@ -201,6 +201,19 @@ def test_save_load_roundtrip_and_new_adata(trained, tmp_path):
     )
 
 
+def test_covariance_configuration_saves_and_loads(tmp_path):
+    """The quadratic encoder and the FiLM decoder travel with the model's parameters."""
+    adata = make_sets(n_sets=8, size=30)
+    GDE.setup_anndata(adata, set_key="set")
+    options = {"encoder_kwargs": {"quadratic": True}, "generator_kwargs": {"conditioning": "film"}}
+    model = GDE(adata, n_latent=4, n_hidden=16, generator="cvae", **options)
+    model.train(max_epochs=1, batches_per_epoch=2, enable_progress_bar=False)
+    assert model.module.encoder.quadratic is not None and model.module.generator.conditioning == "film"
+    model.save(tmp_path / "cov")
+    loaded = GDE.load(tmp_path / "cov", adata=adata)
+    np.testing.assert_array_equal(loaded.get_set_representation().to_numpy(), model.get_set_representation().to_numpy())
+
+
 # ---------------------------------------------------------------- data variants
 def test_counts_with_nb_batch_and_multikey_sets():
     rng = np.random.default_rng(0)

@@ -40,9 +40,10 @@ def test_sparse_log_normalise_matches_dense():
     torch.testing.assert_close(out, log_normalise(torch.from_numpy(x.toarray())))
 
 
-def test_resnet_encodes_sparse_like_dense():
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_resnet_encodes_sparse_like_dense(quadratic):
     x = _csr(n=60)
-    enc = ResNetEncoder(30, 5, n_hidden=16).eval()
+    enc = ResNetEncoder(30, 5, n_hidden=16, quadratic=quadratic).eval()
     seg = torch.arange(3).repeat_interleave(20)
     with torch.no_grad():
         dense = enc.encode_segments(torch.from_numpy(x.toarray()), seg, 3)

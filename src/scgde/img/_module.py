@@ -52,7 +52,7 @@ class ImageGDEModule(SetModule):
         self.n_latent = n_latent
         self.encoder = ConvImageEncoder(self.image_shape, n_latent, **(encoder_kwargs or {}))
         options = dict(generator_kwargs or {})
-        unused = sorted({"n_hidden", "n_layers", "time_dim", "network"} & set(options))
+        unused = sorted({"n_hidden", "n_layers", "time_dim", "network", "conditioning"} & set(options))
         if unused:
             raise ValueError(
                 f"generator_kwargs {unused} configure the MLP denoiser of cell models; the image generator is a "

@@ -24,7 +24,7 @@ from ._generators import (
     FlowGenerator,
     build_generator,
 )
-from ._layers import MLP
+from ._layers import MLP, FiLMMLP
 from ._multimodal import ModalityLayout, MultimodalCVAE, MultimodalSetEncoder
 from ._pooling import PoolAccumulator, segment_pool
 from ._sparse import SparseRows
@@ -34,6 +34,7 @@ __all__ = [
     "ENCODERS",
     "GENERATORS",
     "MLP",
+    "FiLMMLP",
     "AttentionEncoder",
     "CVAEGenerator",
     "ConditionalGenerator",

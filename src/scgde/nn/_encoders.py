@@ -282,6 +282,9 @@ class ResNetEncoder(SetEncoder):
 
     ``h0 = LN(MLP(x) + W0 x)`` and, for each block ``k``,
     ``hk = LN(MLP_k([h_{k-1}, mean(h_{k-1})]) + h_{k-1} + W_k x)``; ``z = A mean(h_K) + c``.
+    ``quadratic=True`` adds ``(P x) * (Q x)`` to ``h0``: ``n_hidden`` products of two learned
+    projections, whose set means are second moments of the elements (covariances), which an MLP of
+    this width otherwise learns slowly in many dimensions (``docs/benchmarks.md``).
 
     Every linear map of the raw elements (the MLP's first layer and the skips ``W_k``) runs as
     one matrix product at stage 0, the bulk of the work for wide inputs; the later stages' skips
@@ -291,12 +294,22 @@ class ResNetEncoder(SetEncoder):
     accepts_sparse = True
     state_carries_input = True
 
-    def __init__(self, n_input: int, n_latent: int, n_hidden: int = 128, n_blocks: int = 2, n_layers: int = 2):
+    def __init__(
+        self,
+        n_input: int,
+        n_latent: int,
+        n_hidden: int = 128,
+        n_blocks: int = 2,
+        n_layers: int = 2,
+        quadratic: bool = False,
+    ):
         super().__init__(n_input, n_latent)
         self.n_stages = n_blocks + 1
         self.n_hidden = n_hidden
         self.inp = MLP(n_input, n_hidden, n_hidden, n_layers)
         self.skips = nn.ModuleList(nn.Linear(n_input, n_hidden, bias=False) for _ in range(self.n_stages))
+        # products of two projections of each element: their set means are second moments
+        self.quadratic = nn.Linear(n_input, 2 * n_hidden, bias=False) if quadratic else None
         self.blocks = nn.ModuleList(MLP(2 * n_hidden, n_hidden, n_hidden, n_layers) for _ in range(n_blocks))
         self.norms = nn.ModuleList(nn.LayerNorm(n_hidden) for _ in range(self.n_stages))
         self.out = nn.Linear(n_hidden, n_latent)
@@ -304,17 +317,21 @@ class ResNetEncoder(SetEncoder):
     def input_projection(self, x: Tensor | SparseRows) -> Tensor:
         """``[first layer of the MLP, W_0 x, ..., W_K x]`` of the raw elements, ``(N, (K + 2) H)``, in one product."""
         first = self.inp[0]
-        weight = torch.cat([first.weight, *(skip.weight for skip in self.skips)])
-        bias = torch.cat([first.bias, first.bias.new_zeros(self.n_stages * self.n_hidden)])
+        extra = [] if self.quadratic is None else [self.quadratic.weight]
+        weight = torch.cat([first.weight, *(skip.weight for skip in self.skips), *extra])
+        bias = torch.cat([first.bias, first.bias.new_zeros(weight.shape[0] - self.n_hidden)])
         return linear_input(x, weight, bias)
 
     def step(self, stage, x, state, pooled, seg):
         width = self.n_hidden
         if stage == 0:
             proj = self.input_projection(x)
-            h, skips = proj[:, :width], proj[:, width:]
+            h, skips = proj[:, :width], proj[:, width : (self.n_stages + 1) * width]
             for layer in list(self.inp)[1:]:  # the rest of the input MLP
                 h = layer(h)
+            if self.quadratic is not None:
+                left, right = proj[:, (self.n_stages + 1) * width :].chunk(2, dim=-1)
+                h = h + left * right
         else:
             prev, skips = state
             h = self.blocks[stage - 1](torch.cat([prev, pooled[seg]], dim=-1)) + prev

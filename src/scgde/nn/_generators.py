@@ -14,6 +14,7 @@ appended to ``z``; ``n_cond`` is ``L + C``.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +22,15 @@ from scvi.distributions import NegativeBinomial
 from torch import Tensor, nn
 
 from ._distances import DISTANCES
-from ._layers import MLP, TimeEmbedding, broadcast_condition, set_mean
+from ._layers import MLP, FiLMMLP, TimeEmbedding, broadcast_condition, set_mean
 
 _LOG_2PI = math.log(2 * math.pi)
+Conditioning = Literal["film", "concat"]
+
+
+def _check_conditioning(conditioning: str) -> None:
+    if conditioning not in ("film", "concat"):
+        raise ValueError(f"Unknown conditioning={conditioning!r}; choose 'film' or 'concat'.")
 
 
 class ConditionalGenerator(nn.Module):
@@ -54,6 +61,8 @@ class CVAEGenerator(ConditionalGenerator):
     per-gene inverse dispersion; the library size is modelled log-normal given ``z`` so that it can
     be sampled). The loss is the negative ELBO per element (summed over features), averaged over
     the set. :meth:`sample` draws from the likelihood, not its mean, unless ``noise=False``.
+    ``conditioning="concat"`` (default) decodes ``[u, z]`` with an MLP; ``"film"`` lets ``z`` also
+    scale and shift the decoder's hidden layers (:class:`~scgde.nn.FiLMMLP`).
     """
 
     supports_counts = True
@@ -69,8 +78,10 @@ class CVAEGenerator(ConditionalGenerator):
         beta: float = 1.0,
         prior: str = "mixture",
         n_prior_components: int = 10,
+        conditioning: Conditioning = "concat",
     ):
         super().__init__(n_input, n_cond)
+        _check_conditioning(conditioning)
         if likelihood not in ("gaussian", "nb"):
             raise ValueError(f"Unknown likelihood={likelihood!r}; choose 'gaussian' or 'nb'.")
         if prior not in ("standard", "mixture"):
@@ -85,7 +96,11 @@ class CVAEGenerator(ConditionalGenerator):
             self.prior_logits = MLP(n_cond, n_prior_components, n_hidden, 1)
             self.prior_means = nn.Parameter(torch.randn(n_prior_components, n_latent_element))
             self.prior_log_var = nn.Parameter(torch.zeros(n_prior_components, n_latent_element))
-        self.decoder = MLP(n_latent_element + n_cond, n_input, n_hidden, n_layers, layer_norm=True)
+        self.conditioning = conditioning
+        if conditioning == "film":
+            self.decoder = FiLMMLP(n_latent_element, n_cond, n_input, n_hidden, max(n_layers, 1))
+        else:
+            self.decoder = MLP(n_latent_element + n_cond, n_input, n_hidden, n_layers, layer_norm=True)
         if likelihood == "gaussian":
             self.log_var = nn.Linear(n_cond, n_input)
             nn.init.zeros_(self.log_var.weight)
@@ -93,6 +108,11 @@ class CVAEGenerator(ConditionalGenerator):
         else:
             self.log_theta = nn.Parameter(torch.zeros(n_input))
             self.library = nn.Linear(n_cond, 2)  # mean and log-sd of log library size
+
+    def _decode(self, u: Tensor, cond: Tensor) -> Tensor:
+        if self.conditioning == "film":
+            return self.decoder(u, cond)
+        return self.decoder(torch.cat([u, cond], -1))
 
     def _encode_input(self, x: Tensor) -> Tensor:
         return torch.log1p(x) if self.likelihood == "nb" else x
@@ -127,7 +147,7 @@ class CVAEGenerator(ConditionalGenerator):
         else:  # single-sample Monte Carlo KL to the mixture prior
             log_q = _normal_log_prob(u, mu_u, log_var_u)
             kl = log_q - self._prior_log_prob(u, cond)
-        out = self.decoder(torch.cat([u, cond], -1))
+        out = self._decode(u, cond)
         if self.likelihood == "gaussian":
             nll = gaussian_nll(x, out, self.log_var(cond))
         else:
@@ -141,7 +161,7 @@ class CVAEGenerator(ConditionalGenerator):
         if self.prior == "mixture":
             k = torch.distributions.Categorical(logits=self.prior_logits(cond)).sample()
             u = self.prior_means[k] + u * torch.exp(0.5 * self.prior_log_var.clamp(-10, 5))[k]
-        out = self.decoder(torch.cat([u, cond], -1))
+        out = self._decode(u, cond)
         if self.likelihood == "gaussian":
             if not noise:
                 return out
@@ -185,9 +205,13 @@ def _normal_log_prob(u: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
 class _DenoisingGenerator(ConditionalGenerator):
     """Shared pieces of the diffusion and flow generators: a network of ``(x_t, cond, time)``.
 
-    The network is an MLP of ``[x_t, cond, time features]`` unless ``network`` is given: any module
-    called as ``network(x_t, cond, t)`` with ``x_t (..., D)``, ``cond (..., n_cond)`` and ``t (...)``
-    that returns ``(..., D)`` (e.g. a convolutional UNet that reshapes flat images).
+    The network is an MLP of ``x_t`` unless ``network`` is given. ``conditioning="concat"``
+    (default): an MLP of ``[x_t, cond, time features]``, whose condition can only shift its layers;
+    ``"film"``: the condition and time features also scale and shift every hidden layer
+    (:class:`~scgde.nn.FiLMMLP`), so they can change the spread and correlations of the output.
+    ``network``: any module called as ``network(x_t, cond, t)`` with ``x_t (..., D)``,
+    ``cond (..., n_cond)`` and ``t (...)`` that returns ``(..., D)`` (e.g. a convolutional UNet that
+    reshapes flat images).
 
     With ``p_uncond > 0`` the condition of each training element is replaced by a learned null
     vector with that probability, which enables classifier-free guidance at sampling time.
@@ -202,21 +226,33 @@ class _DenoisingGenerator(ConditionalGenerator):
         p_uncond: float = 0.0,
         time_dim: int = 32,
         network: nn.Module | None = None,
+        conditioning: Conditioning = "concat",
     ):
         super().__init__(n_input, n_cond)
         if not 0.0 <= p_uncond < 1.0:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}.")
+        _check_conditioning(conditioning)
         self.p_uncond = p_uncond
-        if network is None:
+        self.conditioning = conditioning
+        if network is not None:
+            if conditioning != "concat":
+                raise ValueError(
+                    f"conditioning={conditioning!r} configures the MLP network; a custom network= conditions itself."
+                )
+            self.time, self.net = None, network
+        elif conditioning == "film":
+            self.time = TimeEmbedding(time_dim)
+            self.net = FiLMMLP(n_input, n_cond + time_dim, n_input, n_hidden, n_layers)
+        else:
             self.time = TimeEmbedding(time_dim)
             self.net = MLP(n_input + n_cond + time_dim, n_input, n_hidden, n_layers, layer_norm=True)
-        else:
-            self.time, self.net = None, network
         self.null_cond = nn.Parameter(torch.zeros(n_cond))
 
     def _network(self, x_t: Tensor, cond: Tensor, t: Tensor) -> Tensor:
         if self.time is None:
             return self.net(x_t, cond, t)
+        if self.conditioning == "film":
+            return self.net(x_t, torch.cat([cond, self.time(t)], -1))
         # the MLP's first layer as two products, of the wide elements and of [cond, time]: the same map
         # without copying every element into a (D + n_cond + time_dim)-wide input (most of a step at 2,000 genes)
         first, width = self.net[0], x_t.shape[-1]
@@ -262,8 +298,9 @@ class DDPMGenerator(_DenoisingGenerator):
         beta_end: float | None = None,
         p_uncond: float = 0.1,
         network: nn.Module | None = None,
+        conditioning: Conditioning = "concat",
     ):
-        super().__init__(n_input, n_cond, n_hidden, n_layers, p_uncond, network=network)
+        super().__init__(n_input, n_cond, n_hidden, n_layers, p_uncond, network=network, conditioning=conditioning)
         self.n_steps = n_steps
         scale = 1000.0 / n_steps
         beta_start = 1e-4 * scale if beta_start is None else beta_start
@@ -338,8 +375,9 @@ class FlowGenerator(_DenoisingGenerator):
         n_sample_steps: int = 32,
         p_uncond: float = 0.0,
         network: nn.Module | None = None,
+        conditioning: Conditioning = "concat",
     ):
-        super().__init__(n_input, n_cond, n_hidden, n_layers, p_uncond, network=network)
+        super().__init__(n_input, n_cond, n_hidden, n_layers, p_uncond, network=network, conditioning=conditioning)
         self.n_sample_steps = n_sample_steps
 
     def loss(self, x, z, weights=None, covariates=None):
