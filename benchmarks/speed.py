@@ -17,8 +17,9 @@
    genes and in 2-D, and the default ``train()`` on the covariance-heavy 2-D Gaussian task of
    ``benchmarks/defaults.py`` (target: Spearman >= 0.95 within 10 minutes), timed here.
 4. **Distance matrix**: K = 200 sets x 2,000 cells in 50-D, Gaussians whose means and covariances
-   both move (W2 known in closed form). scgde (a default model trained on 200 other sets of the
-   family, then embed all K sets + ``cdist``) against exact EMD (``ot.emd2``, timed on a random
+   both move (W2 known in closed form). scgde (a default model and the covariance configuration
+   ``COVARIANCE_MODEL`` trained for ``COVARIANCE_TRAIN``, each on 200 other sets of the family,
+   then embed all K sets + ``cdist``) against exact EMD (``ot.emd2``, timed on a random
    sample of pairs and extrapolated to all K(K-1)/2) and debiased Sinkhorn (``geomloss``): time
    for all pairs, speed ratio, Spearman with the true W2. Baselines: set means, and the plug-in
    Gaussian W2 from sample moments (an oracle that knows the family is Gaussian).
@@ -472,7 +473,8 @@ def distances_part(args) -> tuple[pd.DataFrame, list[str]]:
         f"scgde's models, trained on {k} other sets of the family (once per family; not in the times above): "
         f"GDE(adata) with train() and no arguments {train_s[0]:.0f} s; the covariance configuration "
         f"GDE(adata, {', '.join(f'{key}={value!r}' for key, value in COVARIANCE_MODEL.items())}) with "
-        f"train({', '.join(f'{key}={value!r}' for key, value in COVARIANCE_TRAIN.items())}) {train_s[1]:.0f} s.",
+        f"train({', '.join(f'{key}={value!r}' for key, value in COVARIANCE_TRAIN.items())}) {train_s[1]:.0f} s"
+        + (" (--quick: both trained for 2 epochs of 5 batches instead)." if args.quick else "."),
     ]
     return table, notes
 

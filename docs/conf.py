@@ -33,6 +33,7 @@ napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 default_role = "literal"
 myst_enable_extensions = ["colon_fence", "dollarmath"]
+myst_heading_anchors = 3  # links such as benchmarks.md#the-distance-matrix-job-... resolve
 nb_execution_mode = "off"  # notebooks are committed with outputs
 nb_output_stderr = "remove"
 templates_path = ["_templates"]

@@ -60,8 +60,8 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
     latent encodes their means and little of their covariances; there
     ``GDE(adata, generator="cvae", encoder_kwargs={"quadratic": True},
     generator_kwargs={"conditioning": "film"})`` trained for twice the default steps made latent
-    distances track W2 (Spearman 0.97 against 0.61 on 50-D Gaussian sets,
-    ``benchmarks/distance_ablation.py``).
+    distances track W2 (Spearman 0.97 against 0.61 on 50-D Gaussian sets, the distance-matrix
+    job of ``benchmarks/speed.py``).
 
     Parameters
     ----------

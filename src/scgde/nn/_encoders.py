@@ -282,9 +282,11 @@ class ResNetEncoder(SetEncoder):
 
     ``h0 = LN(MLP(x) + W0 x)`` and, for each block ``k``,
     ``hk = LN(MLP_k([h_{k-1}, mean(h_{k-1})]) + h_{k-1} + W_k x)``; ``z = A mean(h_K) + c``.
-    ``quadratic=True`` adds ``(P x) * (Q x)`` to ``h0``: ``n_hidden`` products of two learned
-    projections, whose set means are second moments of the elements (covariances), which an MLP of
-    this width otherwise learns slowly in many dimensions (``docs/benchmarks.md``).
+    ``quadratic=True`` adds ``(P x) * (Q x)`` inside ``h0``'s LayerNorm:
+    ``h0 = LN(MLP(x) + W0 x + (P x) * (Q x))``, ``n_hidden`` products of two learned projections
+    whose set means are (uncentred) second moments of the elements; with the first moments they
+    give covariances, which an MLP of this width otherwise learns slowly in many dimensions
+    (``docs/benchmarks.md``).
 
     Every linear map of the raw elements (the MLP's first layer and the skips ``W_k``) runs as
     one matrix product at stage 0, the bulk of the work for wide inputs; the later stages' skips
@@ -315,7 +317,10 @@ class ResNetEncoder(SetEncoder):
         self.out = nn.Linear(n_hidden, n_latent)
 
     def input_projection(self, x: Tensor | SparseRows) -> Tensor:
-        """``[first layer of the MLP, W_0 x, ..., W_K x]`` of the raw elements, ``(N, (K + 2) H)``, in one product."""
+        """``[first layer of the MLP, W_0 x, ..., W_K x(, P x, Q x)]`` of the raw elements, in one product.
+
+        ``(N, (K + 2) H)``, or ``(N, (K + 4) H)`` with ``quadratic``.
+        """
         first = self.inp[0]
         extra = [] if self.quadratic is None else [self.quadratic.weight]
         weight = torch.cat([first.weight, *(skip.weight for skip in self.skips), *extra])

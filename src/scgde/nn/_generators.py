@@ -98,7 +98,7 @@ class CVAEGenerator(ConditionalGenerator):
             self.prior_log_var = nn.Parameter(torch.zeros(n_prior_components, n_latent_element))
         self.conditioning = conditioning
         if conditioning == "film":
-            self.decoder = FiLMMLP(n_latent_element, n_cond, n_input, n_hidden, max(n_layers, 1))
+            self.decoder = FiLMMLP(n_latent_element, n_cond, n_input, n_hidden, n_layers)
         else:
             self.decoder = MLP(n_latent_element + n_cond, n_input, n_hidden, n_layers, layer_norm=True)
         if likelihood == "gaussian":
@@ -206,7 +206,7 @@ class _DenoisingGenerator(ConditionalGenerator):
     """Shared pieces of the diffusion and flow generators: a network of ``(x_t, cond, time)``.
 
     The network is an MLP of ``x_t`` unless ``network`` is given. ``conditioning="concat"``
-    (default): an MLP of ``[x_t, cond, time features]``, whose condition can only shift its layers;
+    (default): an MLP of ``[x_t, cond, time features]``, whose condition shifts only its first layer;
     ``"film"``: the condition and time features also scale and shift every hidden layer
     (:class:`~scgde.nn.FiLMMLP`), so they can change the spread and correlations of the output.
     ``network``: any module called as ``network(x_t, cond, t)`` with ``x_t (..., D)``,
