@@ -19,10 +19,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KANG = SHARED / "kang2018_ifnb" / "kang2018_valid.h5ad"
 
 
+# GDE(adata, **MODEL_KWARGS): empty for the default model (``defaults.py --model-kwargs`` compares others)
+MODEL_KWARGS: dict = {}
+
+
 def default_fit(adata, set_key, quick: bool):
     """The default model, trained with no arguments (``quick``: a two-epoch smoke run instead)."""
     scgde.model.GDE.setup_anndata(adata, set_key=set_key)
-    model = scgde.model.GDE(adata)
+    model = scgde.model.GDE(adata, **MODEL_KWARGS)
     start = time.perf_counter()
     if quick:
         model.train(max_epochs=2, batches_per_epoch=3)

@@ -85,6 +85,26 @@ def test_defaults_quick(shared_file, keep_threads, capsys):
     assert "beats every baseline" in capsys.readouterr().out
 
 
+def test_defaults_compare_other_model_kwargs(keep_threads, monkeypatch):
+    """``--model-kwargs`` trains GDE(adata, **kwargs) on the same tasks; the next run is the default model again."""
+    import scgde
+
+    seen = []
+    original = scgde.model.GDE.__init__
+
+    def spy(self, adata, **kwargs):
+        seen.append(kwargs)
+        original(self, adata, **kwargs)
+
+    monkeypatch.setattr(scgde.model.GDE, "__init__", spy)
+    defaults = _load("defaults")
+    out = defaults.main(["--quick", "--tasks", "a", "--model-kwargs", '{"generator": "cvae"}'])
+    assert np.isfinite(out["a"]["table"].to_numpy(float)).all()
+    assert seen == [{"generator": "cvae"}]
+    defaults.main(["--quick", "--tasks", "a"])
+    assert seen[-1] == {}
+
+
 def test_kang_support_quick(shared_file, keep_threads):
     """Every support handling is scored beside the baselines; only the raw flow has negative entries."""
     shared_file("kang2018_ifnb", "kang2018_valid.h5ad")
