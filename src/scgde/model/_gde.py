@@ -61,7 +61,8 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
     ``GDE(adata, generator="cvae", encoder_kwargs={"quadratic": True},
     generator_kwargs={"conditioning": "film"})`` trained for twice the default steps made latent
     distances track W2 (Spearman 0.97 against 0.61 on 50-D Gaussian sets, the distance-matrix
-    job of ``benchmarks/speed.py``).
+    job of ``benchmarks/speed.py``); it is no general replacement (0.75 against the default's
+    0.95 on 2-D covariance-heavy sets).
 
     Parameters
     ----------
