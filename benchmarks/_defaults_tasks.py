@@ -145,7 +145,7 @@ def larry_clones(quick: bool, seed: int) -> dict:
     args = type("Args", (), {"n_components": 8, "n_permutations": 10 if quick else 200})()
     adata = lineage.load(None)
     scgde.model.GDE.setup_anndata(adata, set_key=["clone", "time"])
-    untrained = scgde.model.GDE(adata)  # the default architecture, never trained
+    untrained = scgde.model.GDE(adata, **MODEL_KWARGS)  # the same architecture, never trained
     model, train_s = default_fit(adata, ["clone", "time"], quick)
     rows = [
         lineage.evaluate("GDE (default model)", model, args, seed),

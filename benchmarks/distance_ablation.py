@@ -17,7 +17,6 @@ Usage: python -m benchmarks.distance_ablation [--configs default cvae_quadratic_
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ from sklearn.linear_model import RidgeCV
 
 import scgde
 from benchmarks import _common
-from benchmarks.speed import _draw, _sets_adata, default_model, gaussian_family
+from benchmarks.speed import _draw, _sets_adata, family_moments, fit_and_embed
 
 QUADRATIC = {"encoder_kwargs": {"quadratic": True}}
 FILM = {"generator_kwargs": {"conditioning": "film"}}
@@ -48,10 +47,10 @@ DIM = 50
 
 
 def family_sets(n_sets: int, size: int, seed: int):
-    """Sets of the family with their parameters theta (``gaussian_family`` draws theta first from ``rng``)."""
-    theta = np.random.default_rng(seed).uniform(-1, 1, size=(n_sets, 4))
+    """Sets of the family with their parameters theta (the draws of ``speed.gaussian_family`` with this seed)."""
     rng = np.random.default_rng(seed)
-    means, covs = gaussian_family(n_sets, rng, DIM)
+    theta = rng.uniform(-1, 1, size=(n_sets, 4))
+    means, covs = family_moments(theta, DIM)
     return _draw(means, covs, size, rng).astype(np.float32), means, covs, theta
 
 
@@ -63,16 +62,7 @@ def run_config(name: str, data: dict, quick: bool) -> dict:
     model_kwargs, train_kwargs = CONFIGS[name]
     train = _sets_adata(data["train"].reshape(-1, DIM), len(data["train"]))
     query = _sets_adata(data["query"].reshape(-1, DIM), len(data["query"]))
-    model = default_model(train, **model_kwargs)
-    start = time.perf_counter()
-    model.train(enable_progress_bar=False, **({"max_epochs": 2, "batches_per_epoch": 3} if quick else train_kwargs))
-    train_s = time.perf_counter() - start
-
-    def embed(adata):
-        order = [f"s{i}" for i in range(adata.obs["set"].nunique())]  # the order of theta and of the W2 pairs
-        return model.get_set_representation(adata, progress_bar=False).loc[order].to_numpy()
-
-    z, z_train = embed(query), embed(train)
+    (z, z_train), train_s, _ = fit_and_embed(train, [query, train], model_kwargs, train_kwargs, quick)
     ridge = RidgeCV(alphas=np.logspace(-4, 2, 13)).fit(z_train, data["theta_train"])
     r2 = _r2(ridge.predict(z), data["theta_query"])
     row = {"Spearman(latent L2, W2)": float(spearmanr(pdist(z), data["w2"]).statistic)}

@@ -240,12 +240,12 @@ class _DenoisingGenerator(ConditionalGenerator):
                     f"conditioning={conditioning!r} configures the MLP network; a custom network= conditions itself."
                 )
             self.time, self.net = None, network
-        elif conditioning == "film":
-            self.time = TimeEmbedding(time_dim)
-            self.net = FiLMMLP(n_input, n_cond + time_dim, n_input, n_hidden, n_layers)
         else:
             self.time = TimeEmbedding(time_dim)
-            self.net = MLP(n_input + n_cond + time_dim, n_input, n_hidden, n_layers, layer_norm=True)
+            if conditioning == "film":
+                self.net = FiLMMLP(n_input, n_cond + time_dim, n_input, n_hidden, n_layers)
+            else:
+                self.net = MLP(n_input + n_cond + time_dim, n_input, n_hidden, n_layers, layer_norm=True)
         self.null_cond = nn.Parameter(torch.zeros(n_cond))
 
     def _network(self, x_t: Tensor, cond: Tensor, t: Tensor) -> Tensor:
