@@ -9,15 +9,19 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from scvi.model.base import BaseModelClass
 from scvi.utils import setup_anndata_dsp
 
-from scgde.model._embed import EmbeddingMixin
-from scgde.model._generate import GenerationMixin, SetsOrEmbeddings
-from scgde.model._setup import pass_steps, register_element_sets
-from scgde.model._train import TrainMixin
-from scgde.model._training import GDETrainingPlan
-from scgde.model._validate import check_choice
+from scgde.model.base import (
+    BaseSetModelClass,
+    EmbeddingMixin,
+    GDETrainingPlan,
+    GenerationMixin,
+    SetsOrEmbeddings,
+    TrainMixin,
+    check_choice,
+    pass_steps,
+    register_element_sets,
+)
 
 from ._data import (
     IMAGE_KEY,
@@ -42,7 +46,7 @@ IMG_CHUNK_ACTIVATIONS = 2**24
 GUIDANCE = 0.0
 
 
-class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseModelClass):
+class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
     """Generative Distribution Embeddings of sets of single-cell images.
 
     The image counterpart of :class:`scgde.model.GDE`, on the same engine (set samplers, training

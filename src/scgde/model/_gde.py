@@ -15,7 +15,6 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
-from scvi.model.base import BaseModelClass
 from scvi.utils import setup_anndata_dsp
 
 from scgde.data import (
@@ -36,6 +35,7 @@ from ._supervision import SupervisionMixin, head_options
 from ._train import TrainMixin, is_global_zero
 from ._training import GDETrainingPlan
 from ._validate import check_choice
+from .base import BaseSetModelClass
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ Likelihood = Literal["gaussian", "nb"]
 Support = Literal["auto", "nonnegative", "real"]
 
 
-class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, SupervisionMixin, BaseModelClass):
+class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, SupervisionMixin, BaseSetModelClass):
     """Generative Distribution Embeddings of sets of cells (Fishman, Gowri et al., NeurIPS 2025).
 
     Each set of cells (a clone, a perturbation, a donor, ...) is encoded into one vector by an

@@ -66,14 +66,12 @@ def default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, f
 
 
 class TrainMixin(UnsupervisedTrainingMixin):
-    """``train()`` for set models, through :class:`~scgde.data.SetDataSplitter`."""
+    """``train()`` for set models, through :class:`~scgde.data.SetDataSplitter`.
+
+    Uses only the hooks of :class:`~scgde.model.base.BaseSetModelClass`.
+    """
 
     _data_splitter_cls = SetDataSplitter
-
-    @staticmethod
-    def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
-        """Optimiser steps of ``train()`` without ``max_epochs`` (see :func:`default_steps`)."""
-        return default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)
 
     def train(
         self,

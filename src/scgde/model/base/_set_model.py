@@ -1,0 +1,60 @@
+"""The set-model base: every hook the shared mixins call, declared once with its default."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scvi.model.base import BaseModelClass
+
+from scgde.model._train import default_steps
+
+
+class BaseSetModelClass(BaseModelClass):
+    """Base of every set model (:class:`~scgde.model.GDE`, :class:`~scgde.seq.SeqGDE`, :class:`~scgde.img.ImageGDE`).
+
+    The training, embedding and generation mixins (:class:`TrainMixin`, :class:`EmbeddingMixin`,
+    :class:`GenerationMixin`) use only the hooks declared here. A model lists the mixins first and
+    this class last, so that a mixin's implementation (e.g. the multimodal one) takes precedence over
+    the defaults below; a model overrides a hook where its elements differ (sequences, images).
+
+    Hooks
+    -----
+    ``_reader(adata)``
+        The one read path of a model: the rows of ``adata`` (the training AnnData or a query) in the
+        model's element representation. Required.
+    ``_fetcher(adata)``
+        Raw rows of the registered matrix, for generation support (cell models only).
+    ``_default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)``
+        Optimiser steps of ``train()`` without ``max_epochs``.
+    ``_calibrate_support()``
+        Called once after training (cell models learn the zero curves of generated sets).
+    ``_wrap_generated(x, obs)``
+        Generated elements -> AnnData (or MuData).
+    ``_multimodal`` / ``_batch_key``
+        Whether the model reads several modalities; the registered batch key, if any.
+    """
+
+    @property
+    def _multimodal(self) -> bool:
+        return False
+
+    @property
+    def _batch_key(self) -> str | None:
+        return None
+
+    def _reader(self, adata: AnnData):
+        raise NotImplementedError(f"{type(self).__name__} must define _reader(adata), its read path.")
+
+    def _fetcher(self, adata: AnnData):
+        raise NotImplementedError(f"{type(self).__name__} reads no expression matrix.")
+
+    @staticmethod
+    def _default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
+        return default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)
+
+    def _calibrate_support(self) -> None:
+        """Nothing to calibrate by default."""
+
+    def _wrap_generated(self, x: np.ndarray, obs: pd.DataFrame) -> AnnData:
+        return AnnData(x, obs=obs)
