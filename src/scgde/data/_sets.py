@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,6 +11,10 @@ import pandas as pd
 
 #: separator of the labels of a multi-key set name, e.g. ``"CD4T|stimulated"``
 SET_NAME_SEP = "|"
+#: sets with fewer cells than this get a warning when registered (their embeddings are noisy)
+SMALL_SET_CELLS = 5
+#: set names quoted in a warning
+_N_QUOTED = 3
 
 
 def as_key_list(set_key: str | Sequence[str]) -> list[str]:
@@ -51,6 +56,47 @@ def set_labels(obs: pd.DataFrame, set_key: str | Sequence[str]) -> tuple[np.ndar
     labels = [np.asarray(c.categories.astype(str))[combos[:, i]] for i, c in enumerate(cats)]
     names = labels[0] if len(keys) == 1 else [SET_NAME_SEP.join(parts) for parts in zip(*labels, strict=True)]
     return codes, pd.Index(names, name=SET_NAME_SEP.join(keys))
+
+
+def warn_set_coverage(
+    codes: np.ndarray, names: pd.Index, set_key, small: int = SMALL_SET_CELLS, noun: str = "cell", stacklevel: int = 3
+) -> None:
+    """Warn, with counts, about elements in no set (a missing set label) and sets of fewer than ``small`` elements.
+
+    Parameters
+    ----------
+    codes, names
+        As returned by :func:`set_labels`.
+    set_key
+        The column(s) the codes come from (named in the warnings).
+    small
+        Sets with fewer elements than this are counted as small.
+    noun
+        What the elements are called ("cell", "sequence", "image").
+    stacklevel
+        Passed to :func:`warnings.warn` (3: the caller of the function that calls this one).
+    """
+    codes = np.asarray(codes)
+    n_missing = int((codes < 0).sum())
+    if n_missing:
+        warnings.warn(
+            f"{n_missing} of {len(codes)} {noun}s have a missing value (NaN) in set_key={set_key!r}: they belong to "
+            "no set and are left out of training and embeddings. Fill the missing labels in adata.obs to keep them.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    sizes = np.bincount(codes[codes >= 0], minlength=len(names))
+    few = np.flatnonzero(sizes < small)
+    if len(few):
+        quoted = ", ".join(f"{names[i]!r}: {sizes[i]} {noun}{'' if sizes[i] == 1 else 's'}" for i in few[:_N_QUOTED])
+        more = ", ..." if len(few) > _N_QUOTED else ""
+        warnings.warn(
+            f"{len(few)} of {len(names)} sets have fewer than {small} {noun}s ({quoted}{more}): their embeddings "
+            f"rest on a few {noun}s and are noisy, and training draws the same few {noun}s over and over. Merge or "
+            f"drop them, or leave them out of training with train(min_set_size={small}).",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
 
 @dataclass

@@ -26,6 +26,101 @@ from scgde.nn import encode_stream
 
 #: default memory (MiB) for element states kept between pooling stages while streaming
 STREAM_CACHE_MIB = 256
+#: rows sampled to summarise where a matrix's values lie (the training data at ``GDE()``, a query when embedding)
+RANGE_SAMPLE_ROWS = 2000
+#: a query whose typical per-cell maximum exceeds the largest training value this many times is refused
+RANGE_FACTOR = 10.0
+#: raw counts: non-negative integers with at least this median sum per cell and this largest value
+COUNTS_MIN_ROW_SUM, COUNTS_MIN_MAX = 100.0, 10.0
+
+
+def value_range(fetcher, n_rows: int = RANGE_SAMPLE_ROWS, seed: int = 0, chunk: int = 512) -> dict:
+    """Where the values of a matrix lie, from a random sample of rows read in chunks (also for backed data).
+
+    Parameters
+    ----------
+    fetcher
+        A :class:`~scgde.data.RowFetcher` (or anything with ``shape``, ``rows`` and, optionally,
+        ``is_sparse`` and ``sparse_rows``).
+    n_rows
+        Rows sampled (all of them when there are fewer).
+    seed
+        Seed of the sample.
+    chunk
+        Rows read at a time (bounded memory).
+
+    Returns
+    -------
+    A dict of plain numbers (it is saved with the model): ``n_rows`` sampled, ``max`` (largest absolute
+    value), ``row_max_median`` and ``row_max_q99`` (of each cell's largest absolute value),
+    ``row_sum_median`` (of each cell's sum), ``integer`` (all values whole numbers) and ``nonnegative``.
+    """
+    n = int(fetcher.shape[0])
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n) if n <= n_rows else np.sort(rng.choice(n, size=n_rows, replace=False))
+    sparse = bool(getattr(fetcher, "is_sparse", False))
+    row_max, row_sum = [], []
+    integer = nonnegative = True
+    for start in range(0, len(idx), chunk):
+        rows = idx[start : start + chunk]
+        if sparse:
+            block = fetcher.sparse_rows(rows)
+            values = block.data
+            row_max.append(np.asarray(abs(block).max(axis=1).todense()).ravel())
+            row_sum.append(np.asarray(block.sum(axis=1)).ravel())
+        else:
+            block = fetcher.rows(rows)
+            values = block
+            row_max.append(np.abs(block).max(axis=1))
+            row_sum.append(block.sum(axis=1))
+        integer = integer and bool(np.all(values == np.round(values)))
+        nonnegative = nonnegative and bool(np.all(values >= 0))
+    row_max, row_sum = np.concatenate(row_max), np.concatenate(row_sum)
+    return {
+        "n_rows": len(idx),
+        "max": float(row_max.max()),
+        "row_max_median": float(np.median(row_max)),
+        "row_max_q99": float(np.quantile(row_max, 0.99)),
+        "row_sum_median": float(np.median(row_sum)),
+        "integer": integer,
+        "nonnegative": nonnegative,
+    }
+
+
+def looks_like_counts(summary: dict) -> bool:
+    """Whether a :func:`value_range` summary looks like raw counts: non-negative integers, large sums per cell."""
+    return (
+        summary["integer"]
+        and summary["nonnegative"]
+        and summary["row_sum_median"] >= COUNTS_MIN_ROW_SUM
+        and summary["max"] >= COUNTS_MIN_MAX
+    )
+
+
+def out_of_range(query: dict, trained: dict, where: str) -> str | None:
+    """Why a query (a :func:`value_range` summary) lies far outside the training data's range, or ``None``.
+
+    Refused: for a model trained on non-integer (e.g. log-normalised) values, a query of
+    non-negative integers that looks like raw counts or whose typical per-cell maximum exceeds
+    the largest training value; for any model, a query whose typical per-cell maximum exceeds the
+    largest training value ``RANGE_FACTOR`` times.
+    """
+    top = trained["max"]
+    if not top > 0:
+        return None
+    seen = f"the model was trained on values up to {top:.3g}" + ("" if trained["integer"] else " (not integers)")
+    counts = query["integer"] and query["nonnegative"] and (looks_like_counts(query) or query["row_max_median"] > top)
+    if counts and not trained["integer"]:
+        return (
+            f"{where} looks like raw counts (non-negative integers, median {query['row_sum_median']:.0f} per cell, "
+            f"up to {query['max']:.0f}), but {seen}"
+        )
+    if query["row_max_median"] > RANGE_FACTOR * top:
+        return (
+            f"the values of {where} are far outside the training range: a typical cell's largest value is "
+            f"{query['row_max_median']:.3g}, but {seen}"
+        )
+    return None
 
 
 def collection_parts(adata) -> list[AnnData] | None:
@@ -73,6 +168,7 @@ class EmbeddingMixin:
         """One row per niche (all cells, or the cells named ``sets``), each niche encoded whole."""
         adata = self.adata if adata is None else adata
         reader = self._reader(adata)
+        self._check_query_range(adata, reader)
         niches = self._niches(adata)
         rows = np.arange(adata.n_obs)
         if sets is not None:
@@ -90,6 +186,40 @@ class EmbeddingMixin:
         )
         names = adata.obs_names[rows]
         return pd.DataFrame(z, index=names, columns=[f"gde_{i}" for i in range(z.shape[1])])
+
+    def _check_query_range(self, adata: AnnData, reader) -> None:
+        """Refuse data far outside the range the model was trained on (Gaussian cell models).
+
+        Compares a sample of ``adata``'s rows with the summary of the training data recorded by
+        ``GDE()`` (``data_range_``, saved with the model); see :func:`out_of_range`.
+        """
+        trained = getattr(self, "data_range_", None)
+        if not trained or getattr(self.module, "likelihood", None) != "gaussian":
+            return
+        if adata is self.adata and self.__dict__.get("_range_checked") is trained:
+            return  # the training AnnData, already compared with this summary
+        fetcher = getattr(reader, "fetcher", reader)
+        where = getattr(fetcher, "name", "the data")
+        why = out_of_range(value_range(fetcher, seed=self._seed()), trained, where)
+        if why is not None:
+            layer = self._setup_args.get("layer")
+            raise ValueError(
+                f"{why}. Embeddings of these values would be meaningless. Preprocess them as the training data "
+                "(raw counts: sc.pp.normalize_total(adata); sc.pp.log1p(adata)), or pass the values the model was "
+                f"trained on in {where} (the model reads layer={layer!r})."
+            )
+        if adata is self.adata:
+            self._range_checked = trained
+
+    def validate_query(self, adata: AnnData) -> None:
+        """Raise a clear error if the model cannot embed ``adata``, before any set is encoded.
+
+        Checks the genes (matched by name), raw counts for a count model (``likelihood="nb"``),
+        and, for a model of log-normalised or other continuous data, that the values lie near the
+        range the model was trained on (raw counts given to a model of log-normalised data are
+        refused). :meth:`get_set_representation` runs the same checks.
+        """
+        self._check_query_range(adata, self._reader(adata))
 
     def _set_codes(self, adata: AnnData, set_key: str | Sequence[str] | None) -> tuple[np.ndarray, pd.Index]:
         """Set code of every element of ``adata`` and the set names (registered sets, or ``set_key``'s)."""
@@ -157,6 +287,7 @@ class EmbeddingMixin:
         if adata.n_obs == 0:
             raise ValueError("adata is empty (0 cells): there are no sets to embed.")
         reader = self._reader(adata)
+        self._check_query_range(adata, reader)
         codes, names = self._set_codes(adata, set_key)
         if getattr(self, "_multimodal", False):  # a cell measured in none of the model's modalities is no element
             codes = np.where(reader.fetcher.present().any(axis=1), codes, -1)
@@ -214,7 +345,10 @@ class EmbeddingMixin:
             seen in training, be backed (``read_h5ad(..., backed="r")``) or lazy (dask arrays, from
             ``anndata.experimental.read_lazy``). A list of AnnData, or an
             ``anndata.experimental.AnnCollection``, is one collection: a set's cells may lie in
-            several parts (e.g. one backed file per batch), which are streamed in turn.
+            several parts (e.g. one backed file per batch), which are streamed in turn. Its values
+            must be of the kind the model was trained on: raw counts given to a model of
+            log-normalised data, or values far beyond the training range, are refused (a sample of
+            rows is compared with the training data's range; see :meth:`validate_query`).
         set_key
             Column(s) of ``adata.obs`` defining the sets (default: the registered ``set_key``).
         sets

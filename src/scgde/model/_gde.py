@@ -26,9 +26,10 @@ from scgde.data import (
     as_key_list,
     set_labels,
 )
+from scgde.data._sets import warn_set_coverage
 from scgde.module import GDEModule, MultimodalGDEModule
 
-from ._embed import EmbeddingMixin
+from ._embed import EmbeddingMixin, looks_like_counts, value_range
 from ._generate import GenerationMixin
 from ._multimodal import MultimodalMixin
 from ._supervision import SupervisionMixin, head_options
@@ -165,6 +166,19 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
             nonnegative, min_positive = fetcher.support()
             if output_support == "nonnegative" or (output_support == "auto" and nonnegative):
                 self.module.set_support(np.where(np.isfinite(min_positive), min_positive, np.inf))
+            # where the training values lie (saved with the model): queries far outside are refused
+            self.data_range_ = value_range(fetcher)
+            self._range_checked = self.data_range_
+            if looks_like_counts(self.data_range_):
+                warnings.warn(
+                    f"{fetcher.name} looks like raw counts (non-negative integers, median "
+                    f"{self.data_range_['row_sum_median']:.0f} per cell), but likelihood='gaussian' models "
+                    "log-normalised values. Log-normalise first (sc.pp.normalize_total(adata); sc.pp.log1p(adata)), "
+                    "or model the counts: GDE.setup_anndata(adata, layer='counts', ...) with the counts in that "
+                    "layer, then GDE(adata, likelihood='nb').",
+                    UserWarning,
+                    stacklevel=2,
+                )
         self._var_names = pd.Index(self.adata.var_names.astype(str))
         self._model_summary_string = (
             f"GDE model: encoder={encoder!r}, generator={generator!r}, likelihood={likelihood!r}, "
@@ -248,9 +262,10 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
             )
         transfer = "source_registry" in kwargs
         if niche_key is None and not transfer:
-            _, names = set_labels(adata.obs, as_key_list(set_key))
+            codes, names = set_labels(adata.obs, as_key_list(set_key))
             if len(names) < 2:
                 raise ValueError(f"set_key={set_key!r} defines {len(names)} set; GDE needs at least 2 sets.")
+            warn_set_coverage(codes, names, set_key)  # cells without a set, tiny sets: counted
         matrix = adata.X if layer is None else adata.layers[layer]
         RowFetcher(matrix, "adata.X" if layer is None else f"adata.layers[{layer!r}]").check_finite()
         fields = [

@@ -21,6 +21,56 @@ SetsOrEmbeddings = str | Sequence[str] | pd.DataFrame | np.ndarray
 MAX_CURVE_SETS = 2000
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (``None`` when unknown)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _n_sets(sets: SetsOrEmbeddings) -> int:
+    """How many sets (or embeddings) ``sets`` holds, without embedding them."""
+    if isinstance(sets, str):
+        return 1
+    if isinstance(sets, pd.DataFrame):
+        return len(sets)
+    if isinstance(sets, np.ndarray | torch.Tensor) and np.asarray(sets).dtype.kind == "f":
+        return len(np.atleast_2d(np.asarray(sets)))
+    return len(list(sets))
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.3g} {unit}" if unit != "bytes" else f"{int(n_bytes)} bytes"
+        n_bytes /= 1000
+    return ""
+
+
+def check_output_memory(n_sets: int, n_cells: int, n_vars: int, what: str = "generate") -> None:
+    """Refuse an output of ``n_sets x n_cells x n_vars`` float32 values that does not fit in available memory."""
+    need = 4.0 * n_sets * n_cells * n_vars
+    free = available_memory()
+    if free is not None and need > free:
+        fits = max(0, int(free // (4 * n_sets * n_vars)))
+        raise ValueError(
+            f"{what}(n_cells={n_cells:,}) would return {n_sets:,} set{'s' if n_sets != 1 else ''} x {n_cells:,} cells "
+            f"x {n_vars:,} genes = {_size(need)} of float32 values, more than the {_size(free)} of memory available. "
+            f"Lower n_cells (at most about {fits:,} per set here), or generate fewer sets per call."
+        )
+
+
 class GenerationMixin:
     """``generate`` and ``interpolate``."""
 
@@ -62,7 +112,8 @@ class GenerationMixin:
             Set names of the training AnnData, a DataFrame of embeddings (as returned by
             :meth:`get_set_representation`), or an array ``(n, n_latent)``.
         n_cells
-            Cells to generate per set.
+            Cells to generate per set. An output that does not fit in the memory available now
+            (``n_sets x n_cells x n_genes`` float32 values) is refused before anything is generated.
         batch
             Batch category to generate in (required if the model was set up with a ``batch_key``).
         max_cells_per_call
@@ -78,19 +129,22 @@ class GenerationMixin:
         """
         if n_cells < 1:
             raise ValueError(f"n_cells must be >= 1, got {n_cells}.")
+        if max_cells_per_call < 1:
+            raise ValueError(f"max_cells_per_call must be >= 1, got {max_cells_per_call}.")
+        n_cells = int(n_cells)
+        n_vars = len(self.var_names)
+        check_output_memory(_n_sets(sets), n_cells, n_vars)  # before anything is embedded or allocated
         emb = self._as_embeddings(sets)
         batch_code = self._batch_code(batch)
         self.module.eval()
         z_all = torch.as_tensor(emb.to_numpy(), dtype=torch.float32)
         per_call = max(1, max_cells_per_call // n_cells)
-        blocks = []
+        x = np.empty((len(z_all) * n_cells, n_vars), dtype=np.float32)  # filled block by block: one copy
         for start in range(0, len(z_all), per_call):
             z = z_all[start : start + per_call]
             b = None if batch_code is None else torch.full((len(z), n_cells), batch_code)
-            blocks.append(
-                self.module.sample(z, n_cells, b, **sample_kwargs).reshape(-1, len(self.var_names)).cpu().numpy()
-            )
-        x = np.concatenate(blocks)
+            block = self.module.sample(z, n_cells, b, **sample_kwargs).reshape(-1, n_vars)
+            x[start * n_cells : start * n_cells + len(block)] = block.cpu().numpy()
         if self.module.likelihood == "nb":
             self._check_depths(x)
         obs = pd.DataFrame({"set": pd.Categorical(np.repeat(np.asarray(emb.index, dtype=str), n_cells))})

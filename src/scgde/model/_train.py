@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import inspect
+import logging
 import math
+import signal
+import tempfile
+import threading
+import warnings
 from typing import Literal
 
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from scvi import settings
+from scvi.model._utils import use_distributed_sampler
 from scvi.model.base import UnsupervisedTrainingMixin
+from scvi.train import Trainer, TrainRunner
 
 from scgde.data import SetDataSplitter, n_training_sets, registered_niches, registered_sets, uses_auto_kernel
 
@@ -55,6 +66,114 @@ def is_global_zero() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+#: loggers of Lightning's information lines (GPU/TPU availability, a logging-service tip, "`Trainer.fit` stopped"),
+#: quieted while ``train()`` runs
+LIGHTNING_LOGGERS = (
+    "lightning.pytorch",
+    "lightning.fabric",
+    "lightning_utilities",
+    "pytorch_lightning",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+)
+#: library warnings of no use to a user, ignored while ``train()`` runs (Lightning calling a torch API torch deprecates)
+_LIBRARY_WARNINGS = ((FutureWarning, r".*isinstance\(treespec, LeafSpec\).*"),)
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Quiet Lightning's information lines and library deprecation warnings for the duration of a training.
+
+    Raises the level of :data:`LIGHTNING_LOGGERS` to ``WARNING`` (their warnings and errors still
+    show) and restores every level afterwards, so nothing outside the training changes. Nothing is
+    quieted when scvi-tools' verbosity is ``logging.DEBUG`` or lower
+    (``scvi.settings.verbosity = logging.DEBUG``).
+    """
+    if logging.getLogger("scvi").getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    saved = {name: logging.getLogger(name).level for name in LIGHTNING_LOGGERS}
+    for name in LIGHTNING_LOGGERS:
+        log = logging.getLogger(name)
+        if log.getEffectiveLevel() < logging.WARNING:
+            log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for category, message in _LIBRARY_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=category)
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _restore_sigint(handler) -> None:
+    """Put back the SIGINT handler Lightning replaces (with "ignore") when it handles a KeyboardInterrupt."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return
+    with contextlib.suppress(ValueError, OSError, TypeError):
+        signal.signal(signal.SIGINT, handler)
+
+
+class SetTrainRunner(TrainRunner):
+    """scvi-tools' :class:`~scvi.train.TrainRunner`, stopping cleanly on KeyboardInterrupt (Ctrl-C).
+
+    Lightning turns a KeyboardInterrupt during ``fit`` into ``sys.exit(1)`` (and leaves SIGINT
+    ignored); scvi-tools then prints "Exception raised during training" and re-raises. Here the
+    training stops instead: the model keeps the weights of the last step, in eval mode and marked
+    trained, the SIGINT handler is restored, and ``model.training_interrupted_`` is set (the caller
+    warns). Other exceptions propagate unchanged, without scvi-tools' message.
+    """
+
+    def _run_training_core(self):
+        sigint = signal.getsignal(signal.SIGINT)
+        try:
+            self.trainer.fit(self.training_plan, self.data_splitter, ckpt_path=self.ckpt_path)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
+                raise
+            _restore_sigint(sigint)
+            self._finish(interrupted=True)
+            return
+        except BaseException:
+            self._update_history()  # what scvi-tools keeps of a failed training
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise
+        self._finish(interrupted=False)
+
+    def _finish(self, interrupted: bool) -> None:
+        """What scvi-tools does after a training, and the record of an interruption."""
+        self._update_history()
+        self.model.train_indices = getattr(self.data_splitter, "train_idx", None)
+        self.model.test_indices = getattr(self.data_splitter, "test_idx", None)
+        self.model.validation_indices = getattr(self.data_splitter, "val_idx", None)
+        self.model.module.eval()
+        self.model.is_trained_ = True
+        self.model.to_device(self.device)
+        self.model.trainer = self.trainer
+        self.model.training_interrupted_ = interrupted
+        batches = self.trainer.num_training_batches
+        planned = self.trainer.max_epochs * batches if np.isfinite(batches) and self.trainer.max_epochs else None
+        self.model._steps_done = (int(self.trainer.global_step), planned)
+
+
+def _scratch_dirs(trainer_kwargs: dict) -> bool:
+    """Whether ``train()`` may point Lightning's output folders at a temporary folder (the user chose none).
+
+    Not when the user passes a folder or a logger, or asks for checkpoints: those are files they asked for.
+    """
+    if any(k in trainer_kwargs for k in ("default_root_dir", "logger", "log_save_dir")):
+        return False
+    if trainer_kwargs.get("enable_checkpointing"):
+        return False
+    callbacks = trainer_kwargs.get("callbacks") or []
+    callbacks = callbacks if isinstance(callbacks, list | tuple) else [callbacks]
+    return not any(isinstance(c, Checkpoint) for c in callbacks)
+
+
 def default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
     """Optimiser steps of the default training: 40 passes over the training cells, 2,500 to 8,000 steps.
 
@@ -72,6 +191,9 @@ class TrainMixin(UnsupervisedTrainingMixin):
     """
 
     _data_splitter_cls = SetDataSplitter
+    _train_runner_cls = SetTrainRunner
+    #: whether the last ``train()`` was stopped by a KeyboardInterrupt (saved with the model)
+    training_interrupted_ = False
 
     def train(
         self,
@@ -169,8 +291,25 @@ class TrainMixin(UnsupervisedTrainingMixin):
             labels alone (a supervised-only baseline).
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``strategy``, ``num_nodes``, ``precision``,
-            ``gradient_clip_val``, ``enable_progress_bar``).
+            ``gradient_clip_val``, ``enable_progress_bar``, ``callbacks``).
             The seed of the split and of the draws is ``scvi.settings.seed``.
+            Nothing is written to disk unless asked: Lightning's folders point to a temporary folder,
+            removed after the training, unless ``default_root_dir``, ``logger`` or ``log_save_dir`` is
+            given or checkpoints are asked for (``enable_checkpointing=True`` or a checkpoint callback).
+
+        Notes
+        -----
+        **Interrupting.** A KeyboardInterrupt (Ctrl-C, or interrupting a notebook kernel) stops the
+        training cleanly: ``train()`` returns normally (as Lightning's graceful shutdown does, and
+        without re-raising) with one warning saying after how many optimiser steps it stopped; the
+        model keeps the weights trained so far, is marked trained, in eval mode, and
+        ``model.training_interrupted_`` is ``True`` (saved with the model). Call ``train()`` again to
+        go on training; press Ctrl-C again to interrupt what follows.
+
+        **Console output.** The progress bar is kept; Lightning's information lines (GPU/TPU
+        availability, tips, "`Trainer.fit` stopped") and library deprecation warnings are quieted
+        while the training runs, and the loggers' levels restored afterwards. Set
+        ``scvi.settings.verbosity = logging.DEBUG`` to see them.
         """
         check_choice("lr_schedule", lr_schedule, Literal["constant", "cosine"])
         for name, value in (("sets_per_batch", sets_per_batch), ("cells_per_set", cells_per_set)):
@@ -229,19 +368,42 @@ class TrainMixin(UnsupervisedTrainingMixin):
             trainer_kwargs["strategy"] = ddp_strategy(trainer_kwargs["strategy"])
         elif several_processes(accelerator, devices, trainer_kwargs.get("num_nodes")):
             trainer_kwargs["strategy"] = ddp_strategy("ddp")  # what Lightning would pick, tolerating unused parameters
+        # fewer batches than Lightning's logging interval is no reason for a warning
+        trainer_kwargs.setdefault("log_every_n_steps", max(1, min(10, batches_per_epoch)))
         self.module.train()  # embedding calls leave the module in eval mode
-        out = super().train(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            train_size=train_size,
-            batch_size=sets_per_batch,
-            early_stopping=early_stopping,
-            datasplitter_kwargs=datasplitter_kwargs,
-            plan_kwargs=plan_kwargs,
-            **trainer_kwargs,
-        )
+        self.training_interrupted_, self._steps_done = False, None
+        with contextlib.ExitStack() as scratch, quiet_lightning(), warnings.catch_warnings():
+            if not early_stopping:  # scvi-tools says it turned off what was not asked for
+                warnings.filterwarnings("ignore", message="early_stopping was automatically disabled")
+            if _scratch_dirs(trainer_kwargs):  # write nothing where the user did not ask
+                folder = scratch.enter_context(
+                    tempfile.TemporaryDirectory(prefix="scgde-train-", ignore_cleanup_errors=True)
+                )
+                trainer_kwargs["default_root_dir"] = folder
+                takes_log_dir = "log_save_dir" in inspect.signature(Trainer.__init__).parameters
+                if takes_log_dir and use_distributed_sampler(trainer_kwargs.get("strategy")):
+                    trainer_kwargs["log_save_dir"] = folder  # scvi-tools keeps a DDP loss history on disk
+            out = super().train(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                train_size=train_size,
+                batch_size=sets_per_batch,
+                early_stopping=early_stopping,
+                datasplitter_kwargs=datasplitter_kwargs,
+                plan_kwargs=plan_kwargs,
+                **trainer_kwargs,
+            )
         self.module.eval()
+        if self.training_interrupted_:
+            done, planned = self._steps_done or (0, None)
+            of = "" if planned is None else f" of {planned:,}"
+            warnings.warn(
+                f"Training was interrupted (KeyboardInterrupt) after {done:,}{of} optimiser steps; the model keeps "
+                "the weights trained so far (model.training_interrupted_ is True): call train() again to go on.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.train_sets_, self.validation_sets_ = self.train_indices_, self.validation_indices_
         self._calibrate_support()  # generated zeros follow the data's (non-negative data only)
         return out
