@@ -36,6 +36,7 @@ Usage: python -m benchmarks.niches [--quick] [--seed 0] [--tasks planted bdtnp i
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,8 @@ from benchmarks import _common
 TITLE = "Spatial niches: niche embeddings against the cell and its neighbourhood mean"
 N_NEIGHBORS = 30
 TASKS = ("planted", "bdtnp", "intestine")
+#: the folder holding spatial_bdtnp_novosparc/ and intestine_zonation_novosparc/ (beside the repository)
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _dense(x) -> np.ndarray:
@@ -130,7 +133,7 @@ def planted(args) -> tuple[pd.DataFrame, float]:
 
 
 def bdtnp(args) -> tuple[pd.DataFrame, float]:
-    adata = scgde.datasets.bdtnp_embryo()
+    adata = scgde.datasets.bdtnp_embryo(Path(args.data) / "spatial_bdtnp_novosparc")
     if args.quick:
         adata = adata[:600].copy()
     model, seconds = fit_niches(adata, args)
@@ -141,7 +144,7 @@ def bdtnp(args) -> tuple[pd.DataFrame, float]:
 
 
 def intestine(args) -> tuple[pd.DataFrame, float]:
-    adata = scgde.datasets.intestine_zonation()
+    adata = scgde.datasets.intestine_zonation(Path(args.data) / "intestine_zonation_novosparc")
     if args.quick:
         adata = adata[:400].copy()
     sc.pp.normalize_total(adata, target_sum=1e4)
@@ -227,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.add_argument("--only-scale", action="store_true", help="only the scale job: embed every niche")
         parser.add_argument("--scale-cells", type=int, default=1_000_000, help="cells of the scale job")
         parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), help="tasks to run")
+        parser.add_argument("--data", default=str(DATA), help="the shared data folder (both real datasets' folders)")
 
     return _common.run_cli(__doc__, run, argv, "small data and a short training (a smoke test)", extra)
 

@@ -12,7 +12,7 @@ every region). Held-out balanced accuracy and ROC-AUC.
 The tumour and normal reads come from two runs, so anything that differs between the runs (not only methylation)
 can separate them; the methylation fraction alone separates them almost perfectly (0.83 against 0.10 on average).
 
-Usage: python -m benchmarks.seq_methylation [--quick] [--seed 0] [--threads 1]
+Usage: python -m benchmarks.seq_methylation [--quick] [--seed 0] [--threads 1] [--data FOLDER]
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def scores(x_train, y_train, x_test, y_test) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     scvi.settings.seed = args.seed
-    train = read_sets(DATA / "train_seq.csv", args.seed, args.quick)
-    test = read_sets(DATA / "test_seq.csv", args.seed + 1, args.quick)
+    train = read_sets(Path(args.data) / "train_seq.csv", args.seed, args.quick)
+    test = read_sets(Path(args.data) / "test_seq.csv", args.seed + 1, args.quick)
     scgde.seq.SeqGDE.setup_anndata(train, set_key="set", unknown="mask")
     model = scgde.seq.SeqGDE(train)
     untrained = scgde.seq.SeqGDE(train)
@@ -125,7 +125,15 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return _common.run_cli(__doc__, run, argv, "16 reads per region x sample and a few steps")
+    return _common.run_cli(
+        __doc__,
+        run,
+        argv,
+        "16 reads per region x sample and a few steps",
+        lambda p: p.add_argument(
+            "--data", default=str(DATA), help="folder with MethylBERT's train_seq.csv, test_seq.csv"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -22,13 +22,14 @@ the training mean (month) or majority class (country), and the mean one-hot enco
 model reads. Month = the set's calendar month counted from 2019-12. Mean over the splits and its standard error with
 Nadeau and Bengio's correction for overlapping splits (the naive s.e.m. would be ~3x smaller).
 
-Usage: python -m benchmarks.seq_spike [--quick] [--seed 0] [--threads 1]
+Usage: python -m benchmarks.seq_spike [--quick] [--seed 0] [--threads 1] [--data FOLDER]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,8 @@ from sklearn.svm import LinearSVC
 import scgde
 from benchmarks import _common
 
+#: the folder holding spike_mutation_counts_evescape/ and sarscov2_genbank_nextstrain/ (beside the repository)
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TITLE = "Viral spike proteins (GISAID stand-ins, Fig. 9): month and country from sets of spike proteins"
 MIN_CARRIERS = 5
 N_SPLITS = 10
@@ -168,9 +171,17 @@ def task(adata, set_key: str, cells_per_set: int, min_carriers: int, args, count
 
 
 def run(args: argparse.Namespace) -> dict:
-    variants = scgde.datasets.spike_variant_sets(seed=args.seed)
+    evescape, nextstrain = (
+        Path(args.data) / "spike_mutation_counts_evescape",
+        Path(args.data) / "sarscov2_genbank_nextstrain",
+    )
+    variants = scgde.datasets.spike_variant_sets(
+        evescape / "single_mutant_count_by_month.csv", evescape / "SPIKE_SARS2.fasta", seed=args.seed
+    )
     variants.obs["location"] = "GISAID"
-    genbank = scgde.datasets.nextstrain_spike_sets(min_set_size=4)
+    genbank = scgde.datasets.nextstrain_spike_sets(
+        nextstrain / "example_sequences.fasta.gz", nextstrain / "example_metadata.tsv", min_set_size=4
+    )
     genbank = genbank[genbank.obs["sequence"].str.len() == 1273].copy()  # substitution variants only
     chunk = genbank.obs.groupby("set", observed=True).cumcount() // 4
     genbank.obs["chunk"] = genbank.obs["set"].astype(str) + "|" + chunk.astype(str)
@@ -206,7 +217,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return _common.run_cli(__doc__, run, argv, "5 months of variants and a few steps, for the test suite")
+    return _common.run_cli(
+        __doc__,
+        run,
+        argv,
+        "5 months of variants and a few steps, for the test suite",
+        lambda p: p.add_argument("--data", default=str(DATA), help="the shared data folder (both datasets' folders)"),
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import scvi
+import torch
 from lightning.pytorch.callbacks import Callback
 
 import scgde
@@ -36,6 +37,7 @@ class RecordDraws(Callback):
 
 
 def main(out: Path, strategy: str) -> None:
+    torch.set_num_threads(1)  # two workers on a shared machine: more threads only contend
     scvi.settings.seed = 0
     adata = scgde.datasets.synthetic_mvn(n_sets=12, set_size=40, dim=3, seed=0)
     scgde.model.GDE.setup_anndata(adata, set_key="set")

@@ -11,21 +11,36 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "agg")
 
-#: small real datasets live beside the repository, not in it
+#: small real datasets live beside the repository, not in it (a fresh clone has none): ``<repo>/../shared/data``
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def _shared_file(*parts: str) -> Path:
+def shared_data(*parts: str) -> Path:
+    """The path ``../shared/data/<parts>`` beside the repository; the calling test is skipped when it is absent.
+
+    ``shared_data("yeast_promoters_dream")`` is a dataset's folder, ``shared_data("kang2018_ifnb",
+    "kang2018_valid.h5ad")`` one of its files. Tests pass this path to the code they test explicitly: package code
+    never looks for ``../shared``.
+    """
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is not available")
+        pytest.skip(
+            f"needs ../shared/data/{'/'.join(parts)} (the small real datasets beside the repository; "
+            f"{SHARED_DATA} does not exist or lacks it, as in a fresh clone)"
+        )
     return path
+
+
+@pytest.fixture(name="shared_data")
+def shared_data_fixture():
+    """``shared_data("folder")`` or ``shared_data("folder", "file")``: see :func:`shared_data`."""
+    return shared_data
 
 
 @pytest.fixture
 def shared_file():
     """``shared_file("folder", "file")``: a path in ../shared/data; the test is skipped when it is absent."""
-    return _shared_file
+    return shared_data
 
 
 @pytest.fixture(autouse=True)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 from scgde.datasets import (
+    bdtnp_embryo,
     digits_mixtures,
     digits_split_indices,
+    intestine_zonation,
     simplex_grid,
     synthetic_gmm,
     synthetic_multinomial,
@@ -267,3 +273,110 @@ def test_digits_given_proportions_and_splits():
 def test_bad_arguments(fn, kwargs, match):
     with pytest.raises(ValueError, match=match):
         fn(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# real-data loaders: the user's files or the package's registry, never a path outside the package
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _bdtnp_files(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dge.txt").write_text("g1\tg2\n0.5\t1.0\n1.5\t0.0\n2.0\t0.25\n")
+    (folder / "geometry.txt").write_text("xcoord ycoord zcoord\n1 2 3\n4 5 6\n7 8 9\n10 11 12\n")
+
+
+def _intestine_files(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    counts = pd.DataFrame(
+        {"AAAC": [0, 3], "AAAG": [1, 0], "AAAT": [2, 2]}, index=pd.Index(["Apoa4", "Ada"], name="gene")
+    )
+    counts.to_csv(folder / "dge.tsv.gz", sep="\t")
+    zones = pd.DataFrame(
+        {"tSNE_coordinate_1": [0.1, 0.2, 0.3], "tSNE_coordinate_2": [1.0, 2.0, 3.0], "zone": [0, 3, 6]},
+        index=pd.Index(["c1", "c2", "c3"], name="cell_id"),
+    )
+    zones.to_csv(folder / "zones.tsv", sep="\t")
+
+
+def test_spatial_loaders_read_the_given_folder(tmp_path):
+    _bdtnp_files(tmp_path / "bdtnp")
+    emb = bdtnp_embryo(tmp_path / "bdtnp")
+    assert emb.shape == (3, 2) and emb.obsm["spatial"].tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    _intestine_files(tmp_path / "intestine")
+    gut = intestine_zonation(str(tmp_path / "intestine"))
+    assert gut.shape == (3, 2) and gut.obs["zone"].tolist() == [0, 3, 6] and gut.X.toarray()[0].tolist() == [0, 3]
+    with pytest.raises(FileNotFoundError, match=r"dge.txt not found; pass path= to the folder"):
+        bdtnp_embryo(tmp_path / "intestine")
+    with pytest.raises(ValueError, match="`path` must be a folder path"):
+        intestine_zonation(3)
+
+
+@pytest.mark.parametrize(
+    ("loader", "write", "shape"), [(bdtnp_embryo, _bdtnp_files, (3, 2)), (intestine_zonation, _intestine_files, (3, 2))]
+)
+def test_spatial_loaders_download_their_defaults(server, tmp_path, monkeypatch, loader, write, shape):
+    import pooch
+
+    from scgde.datasets._downloads import DOWNLOADS, REGISTRY
+
+    dataset = loader.__name__
+    write(server.root)
+    for entry in REGISTRY[dataset].values():
+        name, file = f"{dataset}/{entry['fname']}", server.root / str(entry["fname"])
+        monkeypatch.setitem(DOWNLOADS.urls, name, server.url + str(entry["fname"]))
+        monkeypatch.setitem(DOWNLOADS.registry, name, "sha256:" + pooch.file_hash(str(file)))
+    monkeypatch.chdir(tmp_path)  # nothing is looked up relative to the working directory or the repository
+    assert loader(cache=tmp_path / "cache").shape == shape
+    assert sorted(p.name for p in (tmp_path / "cache" / dataset).iterdir()) == sorted(
+        str(e["fname"]) for e in REGISTRY[dataset].values()
+    )
+    for name in list(DOWNLOADS.urls):  # offline: the cached files are still read; an empty cache names path=
+        monkeypatch.setitem(DOWNLOADS.urls, name, server.url + "absent")
+    assert loader(cache=tmp_path / "cache").shape == shape
+    with pytest.raises(FileNotFoundError, match=r"`path` was not given.*could not be downloaded.*Pass `path=`"):
+        loader(cache=tmp_path / "empty")
+
+
+#: paths that leave the package: a ``shared/data`` folder, a ``..`` segment
+_OUTSIDE = re.compile(r"""shared['"]?\s*[/,]\s*['"]?data|['"]\.\.(?:[/\\'"])""")
+_PARENTS = re.compile(r"__file__\)?(?:\.resolve\(\)|\.absolute\(\))?((?:\.parent(?!s)|\.parents\[\d+\])*)")
+
+
+def _levels_up(chain: str) -> int:
+    """How many directories up ``.parent.parents[2]...`` goes from a file (``.parents[k]`` is ``k + 1``)."""
+    return len(re.findall(r"\.parent(?!s)", chain)) + sum(int(k) + 1 for k in re.findall(r"\.parents\[(\d+)\]", chain))
+
+
+def test_package_code_never_reaches_outside_the_package():
+    """No module of the installed package builds a path outside it (e.g. ``<repo>/../shared/data``).
+
+    Such a path points nowhere once scgde is installed from a wheel: package code reads the user's files or its own
+    pooch registry. Checked on the source of the package that is imported (``src/scgde`` in a checkout).
+    """
+    import scgde
+
+    root = Path(scgde.__file__).resolve().parent
+    offences = []
+    for file in sorted(root.rglob("*.py")):
+        depth = len(file.relative_to(root).parts)  # .parent this many times is the package root
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            where = f"{file.relative_to(root.parent)}:{number}: {line.strip()}"
+            if _OUTSIDE.search(line):
+                offences.append(where)
+            for match in _PARENTS.finditer(line):
+                if _levels_up(match.group(1)) > depth:
+                    offences.append(where)
+    assert not offences, "package code builds paths outside the package:\n" + "\n".join(offences)
+
+
+def test_the_package_scan_catches_the_old_shared_path():
+    """The patterns of the scan above find the lines that used to be in ``datasets/_viral.py``."""
+    old = [
+        '_SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"',
+        "DATA = Path(__file__).parent.parent.parent / 'x.csv'",
+        'folder = Path("../shared/data")',
+    ]
+    assert _OUTSIDE.search(old[0]) and _OUTSIDE.search(old[2])
+    assert [_levels_up(_PARENTS.search(line).group(1)) for line in old[:2]] == [5, 3]  # beyond a module 2 levels down
+    assert _levels_up(_PARENTS.search("HERE = Path(__file__).parent").group(1)) == 1  # its own folder: allowed

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +17,52 @@ import pytest
 import scgde
 
 JOB = Path(__file__).with_name("_ddp_job.py")
+#: a 2-process DDP job takes ~30 s on an idle 2-core machine; on a loaded one, many times that (no wall-clock checks)
+DDP_TIMEOUT_S = 1200
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL every process left in the process group ``pgid`` (nothing when it is empty)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # no process left in the group
+        pass
+
+
+def _run_in_own_group(args: list[str], *, cwd: Path, timeout: float, env=None) -> subprocess.CompletedProcess:
+    """Run ``args`` as the leader of a new session and process group; kill the whole group afterwards, always.
+
+    DDP workers (Lightning's launcher, ``multiprocessing`` spawn) stay in the leader's group, so a job that times
+    out, fails or is interrupted (Ctrl-C) leaves no orphaned worker behind. A timeout fails the test.
+    """
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        stdout, stderr = proc.communicate()
+        pytest.fail(
+            f"{' '.join(map(str, args))} did not finish within {timeout:g} s; its process group was killed.\n"
+            f"stderr (end): {stderr[-3000:]}"
+        )
+    finally:
+        _kill_group(proc.pid)  # workers that outlived the leader, or everything on an error or interrupt
+        if proc.poll() is None:
+            proc.wait()
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
 
 def _run_job(out: Path, strategy: str) -> None:
-    done = subprocess.run(
-        [sys.executable, str(JOB), str(out), strategy], capture_output=True, text=True, timeout=300, cwd=out
-    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # 2 workers x all cores: slower
+    for attempt in range(2):
+        done = _run_in_own_group(
+            [sys.executable, str(JOB), str(out), strategy], cwd=out, timeout=DDP_TIMEOUT_S, env=env
+        )
+        # the free port Lightning picks for the process group can be taken by a concurrent job before it binds it
+        if done.returncode == 0 or attempt or "address already in use" not in done.stderr.lower():
+            break
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -104,3 +147,53 @@ def test_cluster_scripts_parse():
     for script in scripts:
         assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, script
         assert "scgde train" in script.read_text() or "-m scgde train" in script.read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the job runner leaves no process behind
+# ---------------------------------------------------------------------------------------------------------------------
+
+#: a leader that starts a long-lived worker (detached from the pipes, as a DDP worker may be) and records both pids
+_SPAWNER = """
+import os, subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+open(sys.argv[1], "w").write(f"{os.getpid()} {worker.pid}")
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of the process group ``pgid``, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _gone(pgid: int, patience_s: float = 30) -> bool:
+    deadline = time.monotonic() + patience_s  # killed orphans are reaped by init: give it a moment on a slow machine
+    while _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _group_members(pgid)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+@pytest.mark.parametrize("outcome", ["leader exits", "timeout"])
+def test_job_runner_kills_the_whole_process_group(tmp_path, outcome):
+    pids = tmp_path / "pids"
+    if outcome == "leader exits":  # the worker outlives its leader: it is killed anyway
+        done = _run_in_own_group([sys.executable, "-c", _SPAWNER, str(pids), "0"], cwd=tmp_path, timeout=DDP_TIMEOUT_S)
+        assert done.returncode == 0, done.stderr
+    else:  # the job hangs: the test fails and leaves nothing behind
+        with pytest.raises(pytest.fail.Exception, match="did not finish within 5 s; its process group was killed"):
+            _run_in_own_group([sys.executable, "-c", _SPAWNER, str(pids), "600"], cwd=tmp_path, timeout=5)
+        if not pids.exists():  # too loaded a machine to start the leader in 5 s: nothing to check
+            pytest.skip("the leader had not started within the 5 s timeout")
+    leader, worker = map(int, pids.read_text().split())
+    assert _gone(leader), f"processes of the job's group are still running: {_group_members(leader)} (worker {worker})"

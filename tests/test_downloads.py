@@ -305,7 +305,17 @@ def test_perturbseq_argument_errors(tmp_path):
 
 def test_registry_entries():
     lengths = {"sha256": 64, "md5": 32}
-    assert set(REGISTRY) == {"weinreb2020", "replogle2022_k562_essential", "norman2019", "kang2018", "gpra2020"}
+    assert set(REGISTRY) == {
+        "weinreb2020",
+        "replogle2022_k562_essential",
+        "norman2019",
+        "kang2018",
+        "gpra2020",
+        "spike_variant_sets",
+        "nextstrain_spike_sets",
+        "bdtnp_embryo",
+        "intestine_zonation",
+    }
     for files in REGISTRY.values():
         for entry in files.values():
             assert str(entry["url"]).startswith("https://")
@@ -317,12 +327,29 @@ def test_registry_entries():
     # only the 2 GB LARRY matrix and GEO's GPRA tables have no recorded checksum (trust on first use)
     unchecked = [(d, k) for d, files in REGISTRY.items() for k, e in files.items() if e["known_hash"] is None]
     assert unchecked == [("weinreb2020", "counts"), *(("gpra2020", c) for c in ("Gal", "Gly", "pTpA", "Abf1TATA"))]
-    assert registry_table().shape == (11, 4)
+    assert registry_table().shape == (19, 4)
     # one pooch registry holds every file, with the same checksum and URL
     expected = {f"{d}/{e['fname']}": e for d, files in REGISTRY.items() for e in files.values()}
     assert set(DOWNLOADS.registry) == set(expected)
     for name, entry in expected.items():
         assert DOWNLOADS.registry[name] == entry["known_hash"] and DOWNLOADS.urls[name] == entry["url"]
+
+
+def test_small_datasets_are_pinned_to_a_commit_and_checksummed():
+    """The files behind the loaders' defaults (instead of a path beside the repository) are immutable downloads."""
+    for dataset in ("spike_variant_sets", "nextstrain_spike_sets", "bdtnp_embryo", "intestine_zonation"):
+        for entry in REGISTRY[dataset].values():
+            assert str(entry["url"]).startswith("https://raw.githubusercontent.com/")
+            commit = str(entry["url"]).split("/")[5]
+            assert len(commit) == 40 and int(commit, 16) >= 0  # a commit, not a branch that can move
+            assert str(entry["known_hash"]).startswith("sha256:")
+
+
+def test_registered_spatial_hashes_match_the_shared_copies(shared_data):
+    folders = {"bdtnp_embryo": "spatial_bdtnp_novosparc", "intestine_zonation": "intestine_zonation_novosparc"}
+    for dataset, folder in folders.items():
+        for entry in REGISTRY[dataset].values():
+            assert _sha256(shared_data(folder, str(entry["fname"]))) == entry["known_hash"]
 
 
 def test_registered_kang2018_hash_matches_the_shared_copy(shared_file):

@@ -11,7 +11,29 @@ import pandas as pd
 import pytest
 
 from scgde.datasets import _viral
+from scgde.datasets._downloads import DOWNLOADS, REGISTRY
 from scgde.datasets._viral import nextstrain_spike_sets, read_gisaid_spike, spike_variant_sets
+
+
+@pytest.fixture
+def offline(server, tmp_path, monkeypatch):
+    """No registered file is cached (an empty cache folder) nor downloadable (every URL answers 404)."""
+    monkeypatch.setenv("SCGDE_DATA_DIR", str(tmp_path / "empty_cache"))
+    for name in DOWNLOADS.urls:
+        monkeypatch.setitem(DOWNLOADS.urls, name, server.url + "absent/" + name)
+    return server
+
+
+def _serve_registered(server, monkeypatch, dataset: str, files: dict[str, bytes]) -> None:
+    """Serve ``files`` (file key -> content) as the registered files of ``dataset``, with their checksums."""
+    import pooch
+
+    for key, content in files.items():
+        name = f"{dataset}/{REGISTRY[dataset][key]['fname']}"
+        (server.root / key).write_bytes(content)
+        monkeypatch.setitem(DOWNLOADS.urls, name, server.url + key)
+        monkeypatch.setitem(DOWNLOADS.registry, name, "sha256:" + pooch.file_hash(str(server.root / key)))
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # GISAID spikeprot FASTA (synthetic, in GISAID's header style)
@@ -201,8 +223,7 @@ def test_nextstrain_synthetic_genomes(tmp_path, caplog):
     assert relaxed.obs.loc["A/N/2020", "sequence"][20] == "X"
 
 
-def test_nextstrain_argument_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr(_viral, "_NEXTSTRAIN_DIR", tmp_path / "absent")
+def test_nextstrain_argument_errors(tmp_path, offline):
     with pytest.raises(FileNotFoundError, match="`fasta`"):
         nextstrain_spike_sets()
     fasta = tmp_path / "g.fasta"
@@ -218,10 +239,10 @@ def test_nextstrain_argument_errors(tmp_path, monkeypatch):
         nextstrain_spike_sets(fasta, tmp_path / "m.tsv", max_n=-1)
 
 
-def test_nextstrain_real_genomes(shared_file):
-    shared_file("sarscov2_genbank_nextstrain", "example_sequences.fasta.gz")
-    reference = _viral._read_reference(shared_file("spike_mutation_counts_evescape", "SPIKE_SARS2.fasta"))
-    adata = nextstrain_spike_sets()
+def test_nextstrain_real_genomes(shared_data):
+    fasta = shared_data("sarscov2_genbank_nextstrain", "example_sequences.fasta.gz")
+    reference = _viral._read_reference(shared_data("spike_mutation_counts_evescape", "SPIKE_SARS2.fasta"))
+    adata = nextstrain_spike_sets(fasta, shared_data("sarscov2_genbank_nextstrain", "example_metadata.tsv"))
     counts = adata.uns["nextstrain_spike_sets"]["counts"]
     assert counts["genomes"] == 418
     assert counts["kept"] + sum(v for k, v in counts.items() if k not in ("genomes", "kept")) == 418
@@ -349,7 +370,7 @@ def test_spike_variants_reference_from_fasta(tmp_path):
     pd.testing.assert_frame_equal(a.obs, c.obs)
 
 
-def test_spike_variants_argument_errors(tmp_path, monkeypatch):
+def test_spike_variants_argument_errors(tmp_path, offline):
     counts = _counts()
     for kwargs, match in [
         ({"sets_per_month": 0}, "sets_per_month"),
@@ -374,18 +395,17 @@ def test_spike_variants_argument_errors(tmp_path, monkeypatch):
         spike_variant_sets(counts, "no/such/reference.fasta")
     with pytest.raises(FileNotFoundError, match="counts"):
         spike_variant_sets(tmp_path / "absent.csv", REFERENCE)
-    monkeypatch.setattr(_viral, "_EVESCAPE_DIR", tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="`counts`"):
         spike_variant_sets(reference=REFERENCE)
     with pytest.raises(FileNotFoundError, match="`reference`"):
         spike_variant_sets(counts)
 
 
-def test_spike_variants_real_counts(shared_file):
-    shared_file("spike_mutation_counts_evescape", "single_mutant_count_by_month.csv")
-    reference = _viral._read_reference(None)
+def test_spike_variants_real_counts(shared_data):
+    counts = shared_data("spike_mutation_counts_evescape", "single_mutant_count_by_month.csv")
+    reference = _viral._read_reference(shared_data("spike_mutation_counts_evescape", "SPIKE_SARS2.fasta"))
     assert len(reference) == 1273 and reference.startswith(_viral.SPIKE_N_TERMINUS)
-    adata = spike_variant_sets(sets_per_month=2, set_size=8)
+    adata = spike_variant_sets(counts, reference, sets_per_month=2, set_size=8)
     info = adata.uns["spike_variant_sets"]
     assert info["n_reference_mismatches"] == 0
     assert info["dropped_months"] == ["2020-01", "2020-02"]
@@ -397,3 +417,69 @@ def test_spike_variants_real_counts(shared_file):
     assert (adata.obs["sequence"].str[613] == "G").mean() > 0.95  # D614G near fixation (frequency 1 by construction)
     mean = adata.obs.groupby("month")["n_mutations"].mean()
     assert mean["2020-06"] < 3 and mean["2022-03"] > 20  # Omicron
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# default files: the package's pooch registry, never a path outside the package
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_spike_variant_defaults_are_downloaded_into_the_cache(server, tmp_path, monkeypatch):
+    # a decoy where the old loader looked (../shared/data/... beside the repository) is never read
+    decoy = tmp_path / "shared" / "data" / "spike_mutation_counts_evescape"
+    decoy.mkdir(parents=True)
+    (decoy / "SPIKE_SARS2.fasta").write_text(">decoy\nWWWW\n")
+    monkeypatch.chdir(tmp_path)
+    counts = _counts().rename_axis("mutation").to_csv().encode()
+    _serve_registered(server, monkeypatch, "spike_variant_sets", {"counts": counts, "reference": b">ref\nMAKL\nDSQW\n"})
+    cache = tmp_path / "cache"
+    adata = spike_variant_sets(sets_per_month=2, set_size=2, min_month_total=10, cache=cache)
+    expected = spike_variant_sets(_counts(), REFERENCE, sets_per_month=2, set_size=2, min_month_total=10)
+    pd.testing.assert_frame_equal(adata.obs, expected.obs)
+    assert sorted(p.name for p in (cache / "spike_variant_sets").iterdir()) == [
+        "SPIKE_SARS2.fasta",
+        "single_mutant_count_by_month.csv",
+    ]
+    assert len(server.hits) == 2
+    server.stop()  # later loads come from the cache
+    again = spike_variant_sets(sets_per_month=2, set_size=2, min_month_total=10, cache=cache)
+    pd.testing.assert_frame_equal(again.obs, expected.obs)
+    # $SCGDE_DATA_DIR is the cache when none is passed
+    monkeypatch.setenv("SCGDE_DATA_DIR", str(cache))
+    assert spike_variant_sets(sets_per_month=2, set_size=2, min_month_total=10).n_obs == expected.n_obs
+
+
+def test_nextstrain_defaults_are_downloaded_into_the_cache(server, tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    spike = PROTEIN + "DKVFRSSVLHSTQ"
+    genomes = {f"A/{i}/2020": _genome(rng, spike, 21_562) for i in range(3)}
+    fasta = gzip.compress("".join(f">{k}\n{v}\n" for k, v in genomes.items()).encode())
+    meta = pd.DataFrame({"strain": list(genomes), "date": ["2020-03-05"] * 3, "country": ["Alpha"] * 3})
+    files = {"fasta": fasta, "metadata": meta.to_csv(sep="\t", index=False).encode()}
+    _serve_registered(server, monkeypatch, "nextstrain_spike_sets", files)
+    monkeypatch.setenv("SCGDE_DATA_DIR", str(tmp_path / "cache"))
+    adata = nextstrain_spike_sets()
+    assert adata.obs_names.tolist() == list(genomes) and (adata.obs["sequence"] == spike).all()
+    assert (tmp_path / "cache" / "nextstrain_spike_sets" / "example_sequences.fasta.gz").is_file()
+
+
+def test_offline_defaults_name_the_argument(offline):
+    with pytest.raises(FileNotFoundError, match=r"`counts` was not given.*could not be downloaded.*Pass `counts=`"):
+        spike_variant_sets()
+    with pytest.raises(FileNotFoundError, match=r"`reference` was not given.*Pass `reference=`"):
+        spike_variant_sets(_counts())
+    with pytest.raises(FileNotFoundError, match=r"`fasta` was not given.*Pass `fasta=`"):
+        nextstrain_spike_sets()
+
+
+def test_registered_viral_files_match_the_shared_copies(shared_data):
+    import pooch
+
+    folders = {
+        "spike_variant_sets": "spike_mutation_counts_evescape",
+        "nextstrain_spike_sets": "sarscov2_genbank_nextstrain",
+    }
+    for dataset, folder in folders.items():
+        for entry in REGISTRY[dataset].values():
+            file = shared_data(folder, str(entry["fname"]))
+            assert "sha256:" + pooch.file_hash(str(file)) == entry["known_hash"]

@@ -1,4 +1,4 @@
-"""The --quick mode of ``benchmarks.seq_simplex`` runs end to end and prints its baselines beside GDE."""
+"""The --quick modes of the sequence benchmarks run end to end (the real-data ones skip without ../shared)."""
 
 import math
 
@@ -16,10 +16,11 @@ def test_seq_simplex_quick(capsys):
         assert name in out
 
 
-def test_seq_promoters_quick():
+def test_seq_promoters_quick(shared_data):
     from benchmarks import seq_promoters
 
-    result = seq_promoters.main(["--quick", "--seed", "0"])
+    path = shared_data("yeast_promoters_dream", "demo_train.txt")
+    result = seq_promoters.main(["--quick", "--seed", "0", "--path", str(path)])
     assert {"untrained encoder", "mean 4-mer spectrum"} <= set(result["ordering"].index)
     generation = result["generation"]
     assert "real promoters of each bin (ceiling; motifs: the other half)" in generation.index
@@ -29,19 +30,22 @@ def test_seq_promoters_quick():
     assert all(math.isfinite(v) for v in result["metrics"].values())
 
 
-def test_seq_methylation_quick():
+def test_seq_methylation_quick(shared_data):
     from benchmarks import seq_methylation
 
-    result = seq_methylation.main(["--quick", "--seed", "0"])
+    folder = shared_data("methylation_reads_methylbert")
+    result = seq_methylation.main(["--quick", "--seed", "0", "--data", str(folder)])
     table = result["table"]
     assert table.loc["region only (chance)", "ROC-AUC"] == 0.5  # the region alone carries no sample information
     assert table["ROC-AUC"].between(0, 1).all()
 
 
-def test_seq_spike_quick():
+def test_seq_spike_quick(shared_data):
     from benchmarks import seq_spike
 
-    result = seq_spike.main(["--quick", "--seed", "0"])
+    shared_data("spike_mutation_counts_evescape")
+    folder = shared_data("sarscov2_genbank_nextstrain").parent
+    result = seq_spike.main(["--quick", "--seed", "0", "--data", str(folder)])
     monthly, countries = result["monthly"], result["countries"]
     assert {"mean one-hot (full proteins)", "training mean / majority class"} <= set(monthly.index)
     assert (monthly["month MAE (months)"] > 0).all() and countries["country accuracy"].between(0, 1).all()

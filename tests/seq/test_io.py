@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,9 +19,6 @@ from scgde.seq._io import (
     sequences_to_adata,
     translate,
 )
-
-METHYLBERT = Path(__file__).resolve().parents[3] / "shared" / "data" / "methylation_reads_methylbert"
-
 
 # --------------------------------------------------------------------------------------------------------------------
 # Alphabet
@@ -263,6 +259,25 @@ def test_read_fastq_errors(tmp_path, text, message):
         read_fastq(path)
 
 
+def test_readers_stream_multiline_fastq_and_name_biopython(tmp_path, monkeypatch):
+    """Bio.SeqIO parses: wrapped records and qualities starting with '@' are read; without it, an install hint."""
+    import sys
+
+    from scgde.seq._motifs import read_motifs
+
+    path = tmp_path / "wrapped.fq"
+    path.write_text("@r1\nACGT\nAC\n+\n@III\nII\n@r2\nG\n+\n@\n")
+    adata = read_fastq(path)
+    assert adata.obs["sequence"].tolist() == ["ACGTAC", "G"] and adata.obs["quality"].tolist() == ["@IIIII", "@"]
+    motif_file = tmp_path / "m.jaspar"
+    motif_file.write_text(">m\nA [ 1 ]\nC [ 1 ]\nG [ 1 ]\nT [ 1 ]\n")
+    for module in ("Bio", "Bio.SeqIO", "Bio.SeqIO.FastaIO", "Bio.SeqIO.QualityIO", "Bio.motifs"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if biopython were not installed
+    for reader, file in ((read_fasta, path), (read_fastq, path), (read_motifs, motif_file)):
+        with pytest.raises(ImportError, match=r"needs biopython: `pip install 'scgde\[seq\]'`"):
+            reader(file)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # translation
 # --------------------------------------------------------------------------------------------------------------------
@@ -386,7 +401,7 @@ def _reverse_complement(seq: str) -> str:
     return seq.translate(str.maketrans("ACGTN", "TGCAN"))[::-1]
 
 
-def test_bisulfite_convert_reproduces_methylbert_reads():
+def test_bisulfite_convert_reproduces_methylbert_reads(shared_data):
     """Convert each read's reference (``dna_seq``) with its ``methyl_seq`` and compare with the sequenced ``seq``.
 
     Reads of the original top strand (``XG == "CT"``) show C->T conversion, reads of the bottom strand
@@ -394,9 +409,7 @@ def test_bisulfite_convert_reproduces_methylbert_reads():
     is compared wherever Bismark's ``XM`` call says the C was converted (lower case ``z/x/h/u``) or is a methylated
     CpG (``Z``): this covers every CpG, and leaves out methylated (or unconverted) non-CpG Cs and sequencing errors.
     """
-    files = [METHYLBERT / "train_seq.csv", METHYLBERT / "test_seq.csv"]
-    if not all(f.exists() for f in files):
-        pytest.skip(f"{METHYLBERT} is not available")
+    files = [shared_data("methylation_reads_methylbert", name) for name in ("train_seq.csv", "test_seq.csv")]
     data = pd.concat([pd.read_csv(f, sep="\t", dtype={"methyl_seq": str}) for f in files], ignore_index=True)
     data = data[data["cigar"].str.fullmatch(r"\d+M")]  # no indels: the reference and the read line up
     checked = inconsistent = compared = exact = 0

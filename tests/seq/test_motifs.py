@@ -291,6 +291,61 @@ def test_scores_bad_strand():
         motif_scores(["ACGT"], _onehot_pfm("AC"), strand="both")
 
 
+def test_scores_match_biopython_pssm(rng):
+    """The vectorised scanner's log2-odds scores equal Bio.motifs' own PSSM scores, on both strands."""
+    bio_motifs = pytest.importorskip("Bio.motifs")
+    from Bio.Seq import Seq
+
+    background = (0.3, 0.2, 0.2, 0.3)
+    seqs = ["".join(rng.choice(list("ACGT"), size=n)) for n in (8, 40, 300, 5000)]  # the last spans two tiles
+    for length in (1, 6, 13):
+        counts = rng.integers(0, 30, size=(length, 4)).astype(float)
+        motif = bio_motifs.Motif(alphabet="ACGT", counts={b: counts[:, k].tolist() for k, b in enumerate("ACGT")})
+        motif.pseudocounts = 0.5
+        motif.background = dict(zip("ACGT", background, strict=True))
+        pssm = motif.pssm
+        np.testing.assert_allclose(pwm_log_odds(counts, background), np.array([pssm[b] for b in "ACGT"]).T, atol=1e-12)
+        for strand, bio_pssm in (("+", pssm), ("-", pssm.reverse_complement())):
+            ours = motif_scores(seqs, counts, strand=strand, background=background)
+            for i, seq in enumerate(seqs):
+                if len(seq) < length:  # no window: Bio refuses, the scanner gives NaN
+                    assert np.isnan(ours[i]).all()
+                    continue
+                expected = np.asarray(bio_pssm.calculate(Seq(seq)), dtype=np.float64).reshape(-1)
+                got = ours[i, : len(seq) - length + 1]
+                np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=f"length {length}, strand {strand}")
+        # and motif_counts agrees with counting Bio's scores above the threshold
+        cut = float(np.median(np.asarray(pssm.calculate(Seq(seqs[-1])))))
+        hits = motif_counts(seqs, {"m": counts}, cut + 1e-3, background=background)["m"].tolist()
+        expected = [
+            int((np.asarray(pssm.calculate(Seq(s))) > cut + 1e-3).sum()) if len(s) >= length else 0 for s in seqs
+        ]
+        assert hits == expected
+
+
+def test_read_motifs_matches_biopython(tmp_path):
+    """read_motifs returns the matrices Bio.motifs reads from standard JASPAR, MEME and TRANSFAC files."""
+    bio_motifs = pytest.importorskip("Bio.motifs")
+    motifs = {"MA0001.1 AGL3": M1, "MA9999.2 FAKE1": M2}
+    for fmt, bio_format, text in [
+        ("jaspar", "jaspar", _jaspar(motifs)),
+        ("meme", "minimal", _meme(motifs)),
+        ("transfac", "transfac", _transfac(motifs)),
+    ]:
+        path = tmp_path / f"motifs.{fmt}"
+        path.write_text(text)
+        ours = read_motifs(path)
+        with open(path) as handle:
+            theirs = list(bio_motifs.parse(handle, bio_format))
+        assert len(theirs) == len(ours)
+        for got, motif in zip(ours.values(), theirs, strict=True):
+            expected = np.array([motif.counts[b] for b in "ACGT"]).T
+            if fmt == "meme":  # Bio rounds the probabilities x nsites (20) to whole counts
+                np.testing.assert_allclose(got * 20, expected, atol=0.5 + 1e-9)
+            else:
+                np.testing.assert_array_equal(got, expected)
+
+
 def test_hits_per_set():
     counts = pd.DataFrame({"m": [0, 2, 1, 3]}, index=["a", "b", "c", "d"])
     out = motif_hits_per_set(counts, ["x", "x", "y", "y"])

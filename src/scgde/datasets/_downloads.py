@@ -1,4 +1,4 @@
-"""Downloaders for the full public datasets of the paper's biology experiments (never run in CI).
+"""Downloaders for the public datasets of the paper's biology experiments (never run in CI), and the registry.
 
 Every file is fetched once with :mod:`pooch` into a cache folder (default ``pooch.os_cache("scgde")``,
 i.e. ``~/.cache/scgde`` on Linux) and checked against a checksum:
@@ -10,13 +10,16 @@ i.e. ``~/.cache/scgde`` on Linux) and checked against a checksum:
 
 All files are entries of one :mod:`pooch` registry, :data:`DOWNLOADS`. Each loader takes ``path`` (the cache
 folder; for :func:`kang2018`, a local copy of the file) and ``url`` (a mirror; tests point it at a local server).
+The registry also holds the small open files of the sequence and spatial loaders (``spike_variant_sets``,
+``nextstrain_spike_sets``, ``bdtnp_embryo``, ``intestine_zonation``), pinned to a commit of their source repository:
+those loaders read the user's file when given one, and otherwise these registered files.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Mapping
@@ -44,6 +47,11 @@ logger = logging.getLogger(__name__)
 _KLEIN = "https://kleintools.hms.harvard.edu/paper_websites/state_fate2020/"
 _SCPERTURB = "https://zenodo.org/records/10044268/files/"
 _SCGEN_COMMIT = "dd7e178f9b42b9dfef9eb18d0da4b8e3caea4cf7"
+_GITHUB = "https://raw.githubusercontent.com/"
+_EVESCAPE = _GITHUB + "OATML-Markslab/EVEscape/fc312ff0af0e00c516d978f7461423c80ba95b19/"
+_NEXTSTRAIN = _GITHUB + "nextstrain/ncov/5993a7421ea707d4ca5262adcfe944027dc8620c/"
+_NOVOSPARC = _GITHUB + "rajewsky-lab/novosparc/a3c9f3d76e59c7a601cfcd0e211630e2458d79a3/"
+_SHARED_COPY = "SHA256 of the copy in the project's shared data (upstream publishes none)"
 #: GEO's folder of the GPRA series' supplementary files
 GEO_GPRA = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE104nnn/GSE104878/suppl/"
 
@@ -133,6 +141,64 @@ REGISTRY: dict[str, dict[str, dict[str, str | None]]] = {
             "Abf1TATA": "GSE104878_20160609_average_promoter_ELs_per_seq_Abf1TATA_ALL.shuffled.txt.gz",
         }.items()
     },
+    # Small open datasets of the sequence and spatial tasks, pinned to a commit of their source repository. SHA256
+    # of the copies in the project's shared data (the upstream repositories publish none).
+    "spike_variant_sets": {
+        "counts": {
+            "fname": "single_mutant_count_by_month.csv",
+            "url": _EVESCAPE + "data/gisaid/single_mutant_count_by_month.csv",
+            "known_hash": "sha256:b9b934d75b32cec61b2d43b23af431ad0ebde1d6a5a024c316e06bd58ac0afa1",
+            "hash_source": _SHARED_COPY,
+        },
+        "reference": {
+            "fname": "SPIKE_SARS2.fasta",
+            "url": _EVESCAPE + "data/sequences/SPIKE_SARS2.fasta",
+            "known_hash": "sha256:399308ca13674141add24eb388b1b4fc3a84330350075c18be0b4261166f8086",
+            "hash_source": _SHARED_COPY,
+        },
+    },
+    "nextstrain_spike_sets": {
+        "fasta": {
+            "fname": "example_sequences.fasta.gz",
+            "url": _NEXTSTRAIN + "data/example_sequences.fasta.gz",
+            "known_hash": "sha256:983baf012f652c0c7cb77828e6f09ddf71cee7c1218d119acd03cf8a0c386626",
+            "hash_source": _SHARED_COPY,
+        },
+        "metadata": {
+            "fname": "example_metadata.tsv",
+            "url": _NEXTSTRAIN + "data/example_metadata.tsv",
+            "known_hash": "sha256:dbdb516e65fbea9563a13ff2c9db2e0235506b66e220e0911917d951b75d7260",
+            "hash_source": _SHARED_COPY,
+        },
+    },
+    "bdtnp_embryo": {
+        "dge": {
+            "fname": "dge.txt",
+            "url": _NOVOSPARC + "novosparc/datasets/bdtnp/dge.txt",
+            "known_hash": "sha256:54f92f3e20e392f23b39b87d5b8d19a2158fed761f1ce7a0a5b7fb4ec176d388",
+            "hash_source": _SHARED_COPY,
+        },
+        "geometry": {
+            "fname": "geometry.txt",
+            "url": _NOVOSPARC + "novosparc/datasets/bdtnp/geometry.txt",
+            "known_hash": "sha256:7db4e560581020bf647df915d39941f8ec3d472c351883aeff836d7aa6069762",
+            "hash_source": _SHARED_COPY,
+        },
+    },
+    "intestine_zonation": {
+        "dge": {
+            "fname": "dge.tsv.gz",
+            "url": _NOVOSPARC + "novosparc/datasets/intestine/dge.tsv.gz",
+            "known_hash": "sha256:1dcc550ee7018b9f1f82f579d42df1862c3dc96d400825c5e6d789143ea00a87",
+            "hash_source": _SHARED_COPY,
+        },
+        "zones": {
+            "fname": "zones.tsv",
+            "url": _NOVOSPARC + "novosparc/datasets/intestine/zones.tsv",
+            "known_hash": "sha256:8c08e2d290faa6dbac7ca9c4f6d9e2293978735ff8410eb842500595c83fb21b",
+            "hash_source": _SHARED_COPY,
+        },
+    },
 }
 
 
@@ -168,19 +234,11 @@ class ChecksumError(ValueError):
 
 
 def _cache_dir(path: str | Path | None) -> Path:
-    if path is None:
-        return Path(DOWNLOADS.path)
+    if path is None:  # $SCGDE_DATA_DIR as set now, not when scgde was imported
+        return Path(os.environ.get("SCGDE_DATA_DIR") or DOWNLOADS.path).expanduser()
     if not isinstance(path, str | Path):
         raise ValueError(f"`path` must be a folder path (str or Path) or None; got {path!r}.")
     return Path(path).expanduser()
-
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_known_hash(name: str, value: object) -> str | None:
@@ -194,7 +252,7 @@ def _check_known_hash(name: str, value: object) -> str | None:
 def _trust_on_first_use(file: Path, url: str) -> None:
     """Record the SHA256 of ``file`` at first use; on later uses, verify the file against the record."""
     record = file.with_name(file.name + ".sha256")
-    digest = _sha256(file)
+    digest = pooch.file_hash(str(file), alg="sha256")
     if not record.exists():
         record.write_text(digest + "\n")
         logger.warning(
@@ -259,6 +317,22 @@ def _fetch(
     if expected is None:
         _trust_on_first_use(local, source)
     return local
+
+
+def _registered_file(dataset: str, key: str, *, argument: str, cache: str | Path | None = None) -> Path:
+    """The registered file ``dataset``/``key``, for a loader's ``argument`` left at ``None``.
+
+    The file comes from the cache, or is downloaded once and verified against its registered checksum. Raises a ``FileNotFoundError`` naming ``argument=`` when the file is neither cached nor downloadable (offline).
+    """
+    entry = REGISTRY[dataset][key]
+    try:
+        return _fetch(dataset, key, path=cache, url=None, known_hash=_FROM_REGISTRY)
+    except OSError as err:  # no network, HTTP error (requests' errors are OSErrors), unwritable cache
+        raise FileNotFoundError(
+            f"`{argument}` was not given, and its default file {entry['fname']} could not be downloaded from "
+            f"{entry['url']} into {_cache_dir(cache) / dataset} ({type(err).__name__}: {err}). Pass `{argument}=` "
+            "the path of your copy of the file, or retry with network access (it is downloaded once, then cached)."
+        ) from err
 
 
 def _progressbar() -> bool:

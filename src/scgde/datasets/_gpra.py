@@ -9,7 +9,6 @@ de Boer et al. (*Nature Biotechnology* 38, 2020) from GEO into the pooch cache a
 
 from __future__ import annotations
 
-import gzip
 import logging
 from os import PathLike
 from pathlib import Path
@@ -33,23 +32,10 @@ _DATASET = "gpra2020"
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
 def _check_column(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
         raise ValueError(f"`{name}` must be a non-negative column index (0 is the first column); got {value!r}.")
     return int(value)
-
-
-def _first_line(path: Path, gzipped: bool) -> str:
-    with gzip.open(path, "rt") if gzipped else open(path) as handle:
-        for line in handle:
-            if line.strip():
-                return line.rstrip("\r\n")
-    raise ValueError(f"{path} is empty: expected lines of tab-separated sequence and expression.")
 
 
 def read_promoter_table(
@@ -100,6 +86,7 @@ def read_promoter_table(
     3  TGCACCAT       15.00                    1
     """
     from scgde.seq import sequences_to_adata  # scgde.seq loads torch: imported on use, so scgde.datasets stays light
+    from scgde.seq._io import _open_text  # the one gzip sniffer of scgde
 
     if not isinstance(path, str | PathLike):
         raise ValueError(f"`path` must be the path (str or Path) of a tab-separated table; got {path!r}.")
@@ -115,36 +102,40 @@ def read_promoter_table(
     ):
         raise ValueError(f"`n_quantiles` must be a positive integer or None; got {n_quantiles!r}.")
 
-    gzipped = _is_gzip(file)
-    fields = _first_line(file, gzipped).split("\t")
-    if len(fields) <= max(seq_col, expr_col):
-        raise ValueError(
-            f"{file}: the first line has {len(fields)} tab-separated fields, but `sequence_col`={seq_col} and "
-            f"`expression_col`={expr_col} need at least {max(seq_col, expr_col) + 1}."
-        )
-    try:  # a header row names its columns; a data row holds a number (or a missing value) there
-        float(fields[expr_col].strip() or "nan")
-        header: list[str] = []
-    except ValueError:
-        header = [] if fields[expr_col].strip().upper() in {"NA", "N/A"} else fields
-    options = {
-        "sep": "\t",
-        "header": None,
-        "skiprows": 1 if header else 0,
-        "usecols": [seq_col, expr_col],
-        "compression": "gzip" if gzipped else None,
-        "skip_blank_lines": True,
-    }
-    try:
-        table = pd.read_csv(file, dtype={seq_col: str, expr_col: np.float64}, **options)
-    except ValueError:  # a field that is not a number: find it for the message
-        raw = pd.read_csv(file, dtype=str, keep_default_na=False, **options)[expr_col]
-        bad = pd.to_numeric(raw, errors="coerce").isna() & ~raw.str.strip().isin(["", "NA", "NaN", "nan"])
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(
-            f"{file}, data row {row + 1} (after any header): the expression field (column {expr_col}) is "
-            f"{raw.iloc[row]!r}, not a number. Check `expression_col`."
-        ) from None
+    with _open_text(file) as handle:  # plain or gzipped, read once through one handle
+        first = next((line.rstrip("\r\n") for line in handle if line.strip()), None)
+        if first is None:
+            raise ValueError(f"{file} is empty: expected lines of tab-separated sequence and expression.")
+        fields = first.split("\t")
+        if len(fields) <= max(seq_col, expr_col):
+            raise ValueError(
+                f"{file}: the first line has {len(fields)} tab-separated fields, but `sequence_col`={seq_col} and "
+                f"`expression_col`={expr_col} need at least {max(seq_col, expr_col) + 1}."
+            )
+        try:  # a header row names its columns; a data row holds a number (or a missing value) there
+            float(fields[expr_col].strip() or "nan")
+            header: list[str] = []
+        except ValueError:
+            header = [] if fields[expr_col].strip().upper() in {"NA", "N/A"} else fields
+        options = {
+            "sep": "\t",
+            "header": None,
+            "skiprows": 1 if header else 0,
+            "usecols": [seq_col, expr_col],
+            "skip_blank_lines": True,
+        }
+        try:
+            handle.seek(0)
+            table = pd.read_csv(handle, dtype={seq_col: str, expr_col: np.float64}, **options)
+        except ValueError:  # a field that is not a number: find it for the message
+            handle.seek(0)
+            raw = pd.read_csv(handle, dtype=str, keep_default_na=False, **options)[expr_col]
+            bad = pd.to_numeric(raw, errors="coerce").isna() & ~raw.str.strip().isin(["", "NA", "NaN", "nan"])
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(
+                f"{file}, data row {row + 1} (after any header): the expression field (column {expr_col}) is "
+                f"{raw.iloc[row]!r}, not a number. Check `expression_col`."
+            ) from None
     expression = table[expr_col].to_numpy(np.float64)
     sequences = table[seq_col]
     missing = np.isnan(expression) | sequences.isna().to_numpy()

@@ -1,4 +1,4 @@
-"""Spatial data: a simulated tissue with planted niches, and the two novosparc datasets shipped beside the repo."""
+"""Spatial data: a simulated tissue with planted niches, and two real datasets of novosparc (downloaded on use)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-#: small real datasets live beside the repository: ``<repo>/../shared/data``
-_SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+from ._downloads import _registered_file
 
 #: the planted niches of :func:`niche_tissue`: cell-type proportions (types A, B, C, D) per domain
 NICHE_MIXTURES = {
@@ -102,25 +101,41 @@ def niche_tissue(
     return adata
 
 
-def bdtnp_embryo(path: str | Path | None = None) -> AnnData:
+def _files(dataset: str, path: str | Path | None, names: dict[str, str], cache: str | Path | None) -> list[Path]:
+    """The files ``names`` (file key -> name) in the user's folder ``path``, or the registered ones of ``dataset``."""
+    if path is None:
+        return [_registered_file(dataset, key, argument="path", cache=cache) for key in names]
+    if not isinstance(path, str | Path):
+        raise ValueError(f"`path` must be a folder path (str or Path) or None; got {path!r}.")
+    files = [Path(path).expanduser() / name for name in names.values()]
+    for file in files:
+        if not file.exists():
+            raise FileNotFoundError(
+                f"{file} not found; pass path= to the folder with {' and '.join(names.values())}, or path=None to "
+                "download them."
+            )
+    return files
+
+
+def bdtnp_embryo(path: str | Path | None = None, *, cache: str | Path | None = None) -> AnnData:
     """The BDTNP *Drosophila* stage-6 embryo (novosparc's copy): 3,039 cells x 84 genes with 3-D positions.
 
     Parameters
     ----------
     path
-        Folder with novosparc's ``dge.txt`` and ``geometry.txt`` (default:
-        ``<repo>/../shared/data/spatial_bdtnp_novosparc``).
+        Folder with novosparc's ``dge.txt`` and ``geometry.txt``. ``None`` (default): the two files of novosparc's
+        ``novosparc/datasets/bdtnp`` (commit ``a3c9f3d``, 2.4 MB), downloaded once into the cache and verified
+        against their registered SHA256.
+    cache
+        Cache folder of the download (the files go to ``cache / "bdtnp_embryo"``). Default
+        ``pooch.os_cache("scgde")`` or ``$SCGDE_DATA_DIR``.
 
     Returns
     -------
     AnnData with the in-situ expression in ``X`` (float32) and ``obsm["spatial"]`` (x, y, z; row
     ``i`` of the geometry belongs to cell ``i``, as novosparc pairs them).
     """
-    folder = Path(path) if path is not None else _SHARED_DATA / "spatial_bdtnp_novosparc"
-    dge, geometry = folder / "dge.txt", folder / "geometry.txt"
-    for file in (dge, geometry):
-        if not file.exists():
-            raise FileNotFoundError(f"{file} not found; pass path= to the folder with dge.txt and geometry.txt.")
+    dge, geometry = _files("bdtnp_embryo", path, {"dge": "dge.txt", "geometry": "geometry.txt"}, cache)
     x = pd.read_csv(dge, sep="\t")
     xyz = pd.read_csv(geometry, sep=" ").to_numpy(dtype=np.float64)[: len(x)]
     adata = AnnData(
@@ -132,14 +147,18 @@ def bdtnp_embryo(path: str | Path | None = None) -> AnnData:
     return adata
 
 
-def intestine_zonation(path: str | Path | None = None) -> AnnData:
+def intestine_zonation(path: str | Path | None = None, *, cache: str | Path | None = None) -> AnnData:
     """Mouse small-intestine epithelium (Moor et al. 2018, novosparc's copy): 1,383 cells with crypt-villus zones.
 
     Parameters
     ----------
     path
-        Folder with novosparc's ``dge.tsv.gz`` and ``zones.tsv`` (default:
-        ``<repo>/../shared/data/intestine_zonation_novosparc``).
+        Folder with novosparc's ``dge.tsv.gz`` and ``zones.tsv``. ``None`` (default): the two files of
+        novosparc's ``novosparc/datasets/intestine`` (commit ``a3c9f3d``, 3.5 MB), downloaded once into the cache
+        and verified against their registered SHA256.
+    cache
+        Cache folder of the download (the files go to ``cache / "intestine_zonation"``). Default
+        ``pooch.os_cache("scgde")`` or ``$SCGDE_DATA_DIR``.
 
     Returns
     -------
@@ -150,11 +169,7 @@ def intestine_zonation(path: str | Path | None = None) -> AnnData:
     """
     import scipy.sparse as sp
 
-    folder = Path(path) if path is not None else _SHARED_DATA / "intestine_zonation_novosparc"
-    dge, zones = folder / "dge.tsv.gz", folder / "zones.tsv"
-    for file in (dge, zones):
-        if not file.exists():
-            raise FileNotFoundError(f"{file} not found; pass path= to the folder with dge.tsv.gz and zones.tsv.")
+    dge, zones = _files("intestine_zonation", path, {"dge": "dge.tsv.gz", "zones": "zones.tsv"}, cache)
     counts = pd.read_csv(dge, sep="\t", index_col=0)
     meta = pd.read_csv(zones, sep="\t", index_col=0)
     if len(meta) != counts.shape[1]:

@@ -14,26 +14,22 @@ Every set is labelled by its month; ``obs["months_since_2019_12"]`` is the paper
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import logging
 import re
 from collections.abc import Iterator, Mapping
 from os import PathLike
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ._downloads import _registered_file
+
 __all__ = ["nextstrain_spike_sets", "read_gisaid_spike", "spike_variant_sets"]
 
 logger = logging.getLogger(__name__)
-
-#: small real datasets live beside the repository: ``<repo>/../shared/data``
-_SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-_NEXTSTRAIN_DIR = _SHARED_DATA / "sarscov2_genbank_nextstrain"
-_EVESCAPE_DIR = _SHARED_DATA / "spike_mutation_counts_evescape"
 
 #: origin of the month index: ``months_since_2019_12 = (date - 2019-12-01).days // 30``
 _ORIGIN = dt.date(2019, 12, 1)
@@ -55,35 +51,11 @@ _OBS_COLUMNS = ["accession", "strain", "date", "month", "months_since_2019_12", 
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _open_text(path: Path) -> IO[str]:
-    """Open a text file for reading, gunzipping it when it starts with the gzip magic bytes."""
-    with open(path, "rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt") if gzipped else open(path)
-
-
 def _iter_fasta(path: Path) -> Iterator[tuple[str, str]]:
-    """Stream ``(header without '>', sequence)`` pairs from a FASTA file (records may span several lines)."""
-    header: str | None = None
-    chunks: list[str] = []
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith(">"):
-                if header is not None:
-                    yield header, "".join(chunks)
-                header, chunks = line[1:].strip(), []
-            elif header is None:
-                raise ValueError(
-                    f"{path} is not a FASTA file: line {number} comes before any '>' header ({line[:40]!r})."
-                )
-            else:
-                chunks.append(line)
-    if header is None:
-        raise ValueError(f"{path} holds no FASTA record: expected headers starting with '>'.")
-    yield header, "".join(chunks)
+    """Stream ``(header without '>', sequence)`` pairs from a FASTA file, plain or gzipped (``scgde.seq``'s reader)."""
+    from scgde.seq._io import _iter_fasta as iter_fasta  # scgde.seq loads torch: imported on use
+
+    return iter_fasta(path)
 
 
 def _parse_date(value: str) -> dt.date | None:
@@ -110,14 +82,12 @@ def _check_positive_int(name: str, value: object, allow_none: bool = False) -> i
     return int(value)
 
 
-def _existing_file(name: str, value: str | PathLike | None, default: Path, what: str) -> Path:
+def _existing_file(
+    name: str, value: str | PathLike | None, what: str, default: tuple[str, str], cache: str | PathLike | None
+) -> Path:
+    """The user's file ``value``; for ``None``, the registered ``default`` (dataset, file key) from the cache."""
     if value is None:
-        if not default.is_file():
-            raise FileNotFoundError(
-                f"`{name}` was not given and the default {what} {default} does not exist. Pass `{name}=` the path "
-                "of the file (see the project's shared data SOURCE.md for where it comes from)."
-            )
-        return default
+        return _registered_file(*default, argument=name, cache=cache)
     if not isinstance(value, str | PathLike):
         raise ValueError(f"`{name}` must be a file path (str or Path) or None; got {value!r}.")
     path = Path(value).expanduser()
@@ -338,6 +308,8 @@ def nextstrain_spike_sets(
     metadata: str | PathLike | None = None,
     min_set_size: int = 2,
     max_n: int = 0,
+    *,
+    cache: str | PathLike | None = None,
 ) -> AnnData:
     """Spike proteins of Nextstrain's open example genomes, in sets by collection month and country.
 
@@ -357,17 +329,21 @@ def nextstrain_spike_sets(
     Parameters
     ----------
     fasta
-        Gzipped or plain FASTA of the genomes, headers = the metadata's ``strain``. Default:
-        ``<repo>/../shared/data/sarscov2_genbank_nextstrain/example_sequences.fasta.gz``.
+        Gzipped or plain FASTA of the genomes, headers = the metadata's ``strain``. Default: Nextstrain's
+        ``data/example_sequences.fasta.gz`` (ncov commit ``5993a74``, 1.6 MB), downloaded once into the cache and
+        verified against its registered SHA256.
     metadata
         Tab-separated metadata with columns ``strain``, ``date`` and ``country`` (``genbank_accession``,
-        ``region`` and ``division`` are used when present). Default: ``example_metadata.tsv`` beside the
-        default FASTA.
+        ``region`` and ``division`` are used when present). Default: ``example_metadata.tsv`` beside ``fasta``
+        when it is given, otherwise Nextstrain's ``data/example_metadata.tsv`` (downloaded like the FASTA).
     min_set_size
         Smallest group kept.
     max_n
         Most ``N`` bases allowed in the S gene (their codons translate to ``X``); by default genomes with any
         ``N`` there are dropped (98 of the 418 example genomes).
+    cache
+        Cache folder of the downloaded defaults (they go to ``cache / "nextstrain_spike_sets"``). Default
+        ``pooch.os_cache("scgde")`` or ``$SCGDE_DATA_DIR``.
 
     Returns
     -------
@@ -379,7 +355,8 @@ def nextstrain_spike_sets(
     Raises
     ------
     FileNotFoundError
-        When a default file is absent (pass ``fasta=`` / ``metadata=``).
+        When a given file does not exist, or a default file is not cached and cannot be downloaded (pass
+        ``fasta=`` / ``metadata=``).
 
     Examples
     --------
@@ -389,9 +366,15 @@ def nextstrain_spike_sets(
     """
     from scgde.seq import translate  # scgde.seq loads torch: imported on use, so scgde.datasets stays light
 
-    fasta_path = _existing_file("fasta", fasta, _NEXTSTRAIN_DIR / "example_sequences.fasta.gz", "genome FASTA")
-    default_meta = (fasta_path.parent if fasta is not None else _NEXTSTRAIN_DIR) / "example_metadata.tsv"
-    meta_path = _existing_file("metadata", metadata, default_meta, "metadata table")
+    fasta_path = _existing_file("fasta", fasta, "genome FASTA", ("nextstrain_spike_sets", "fasta"), cache)
+    if metadata is None and fasta is not None:  # the metadata beside the user's FASTA
+        metadata = fasta_path.parent / "example_metadata.tsv"
+        if not metadata.is_file():
+            raise FileNotFoundError(
+                f"`metadata` was not given and {metadata} (beside `fasta`) does not exist. Pass `metadata=` the path "
+                "of the tab-separated metadata table."
+            )
+    meta_path = _existing_file("metadata", metadata, "metadata table", ("nextstrain_spike_sets", "metadata"), cache)
     min_set_size = _check_positive_int("min_set_size", min_set_size)
     if isinstance(max_n, bool) or not isinstance(max_n, int | np.integer) or max_n < 0:
         raise ValueError(f"`max_n` must be a non-negative integer; got {max_n!r}.")
@@ -479,8 +462,16 @@ def nextstrain_spike_sets(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _read_reference(reference: str | PathLike | None) -> str:
-    if reference is not None and isinstance(reference, str) and not Path(reference).expanduser().is_file():
+def _is_file(value: str) -> bool:
+    """Whether ``value`` names an existing file (a whole protein sequence is too long a name: no file)."""
+    try:
+        return Path(value).expanduser().is_file()
+    except OSError:  # e.g. a file name longer than the file system allows
+        return False
+
+
+def _read_reference(reference: str | PathLike | None, cache: str | PathLike | None = None) -> str:
+    if isinstance(reference, str) and not _is_file(reference):
         protein = "".join(reference.split()).upper()
         if not re.fullmatch(r"[A-Z]+\*?", protein):
             raise FileNotFoundError(
@@ -488,18 +479,18 @@ def _read_reference(reference: str | PathLike | None) -> str:
                 f"{reference[:60]!r}. Pass the path of the reference spike FASTA or the protein itself."
             )
         return protein.rstrip("*")
-    path = _existing_file("reference", reference, _EVESCAPE_DIR / "SPIKE_SARS2.fasta", "reference spike FASTA")
+    path = _existing_file("reference", reference, "reference spike FASTA", ("spike_variant_sets", "reference"), cache)
     header, protein = next(_iter_fasta(path))
     return protein.upper().rstrip("*")
 
 
-def _read_counts(counts: str | PathLike | pd.DataFrame | None) -> pd.DataFrame:
+def _read_counts(counts: str | PathLike | pd.DataFrame | None, cache: str | PathLike | None = None) -> pd.DataFrame:
     if isinstance(counts, pd.DataFrame):
         table = counts.copy()
         if "mutation" in table.columns:
             table = table.set_index("mutation")
     else:
-        path = _existing_file("counts", counts, _EVESCAPE_DIR / "single_mutant_count_by_month.csv", "count table")
+        path = _existing_file("counts", counts, "count table", ("spike_variant_sets", "counts"), cache)
         table = pd.read_csv(path, index_col=0)
     table.index = table.index.astype(str)
     table.columns = table.columns.astype(str)
@@ -528,6 +519,7 @@ def spike_variant_sets(
     *,
     month_totals: Mapping[str, float] | pd.Series | None = None,
     on_mismatch: Literal["drop", "raise"] = "drop",
+    cache: str | PathLike | None = None,
 ) -> AnnData:
     """Month-indexed sets of spike variants sampled from GISAID-derived monthly counts of single substitutions.
 
@@ -563,10 +555,11 @@ def spike_variant_sets(
     counts
         Table of counts, substitutions (``"D614G"``) x months (``"yyyy-mm"``): a CSV path (first column the
         substitutions) or a DataFrame (substitutions as index or in a ``mutation`` column). Default: EVEscape's
-        table in the project's shared data.
+        ``data/gisaid/single_mutant_count_by_month.csv`` (commit ``fc312ff``, 0.3 MB), downloaded once into the
+        cache and verified against its registered SHA256.
     reference
         Reference spike: a FASTA path (first record) or the protein sequence. Default: EVEscape's
-        ``SPIKE_SARS2.fasta`` (Wuhan-Hu-1, 1,273 aa).
+        ``SPIKE_SARS2.fasta`` (Wuhan-Hu-1, 1,273 aa), downloaded like the counts.
     sets_per_month
         Number of sets per month.
     set_size
@@ -580,6 +573,9 @@ def spike_variant_sets(
         those months.
     on_mismatch
         What to do with substitutions that do not match the reference: ``"drop"`` or ``"raise"``.
+    cache
+        Cache folder of the downloaded defaults (they go to ``cache / "spike_variant_sets"``). Default
+        ``pooch.os_cache("scgde")`` or ``$SCGDE_DATA_DIR``.
 
     Returns
     -------
@@ -601,8 +597,8 @@ def spike_variant_sets(
     """
     from scgde.seq import sequences_to_adata  # scgde.seq loads torch: imported on use, so scgde.datasets stays light
 
-    table = _read_counts(counts)
-    ref = _read_reference(reference)
+    table = _read_counts(counts, cache)
+    ref = _read_reference(reference, cache)
     sets_per_month = _check_positive_int("sets_per_month", sets_per_month)
     set_size = _check_positive_int("set_size", set_size)
     if isinstance(min_month_total, bool) or not isinstance(min_month_total, int | float | np.number):

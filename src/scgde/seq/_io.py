@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from os import PathLike
-from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -71,13 +71,126 @@ def sequences_to_adata(
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _read_text(path: str | PathLike) -> str:
-    """The text of a file, gunzipped when it starts with the gzip magic bytes or its name ends with ``.gz``."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == b"\x1f\x8b" or path.name.endswith(".gz")
-    with gzip.open(path, "rt") if gzipped else open(path) as f:
-        return f.read()
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_gzip(path: str | PathLike) -> bool:
+    """Whether a file is gzip-compressed, from its first two bytes (the name does not matter)."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == _GZIP_MAGIC
+
+
+def _open_text(path: str | PathLike) -> TextIO:
+    """Open a text file for streaming, through :func:`gzip.open` when it starts with the gzip magic bytes."""
+    return gzip.open(path, "rt") if _is_gzip(path) else open(path)
+
+
+def _biopython(what: str):
+    """``Bio.SeqIO``'s low-level parsers, with a clear message when biopython is missing."""
+    try:
+        from Bio.SeqIO.FastaIO import SimpleFastaParser
+        from Bio.SeqIO.QualityIO import FastqGeneralIterator
+    except ImportError:
+        raise ImportError(f"{what} needs biopython: `pip install 'scgde[seq]'` (or `pip install biopython`).") from None
+    return SimpleFastaParser, FastqGeneralIterator
+
+
+def _iter_fasta(path: str | PathLike) -> Iterator[tuple[str, str]]:
+    """Stream ``(title, sequence)`` of every FASTA record (gzipped or plain), parsed by ``Bio.SeqIO``.
+
+    The title is the header without ``'>'`` and surrounding whitespace; records may span several lines (whitespace
+    in sequences is removed). Raises ``ValueError`` when the first non-blank line is not a ``'>'`` header.
+    """
+    simple_fasta_parser, _ = _biopython("Reading FASTA")
+    with _open_text(path) as handle:
+        number, line = next(((k, ln) for k, ln in enumerate(handle, start=1) if ln.strip()), (0, ""))
+        if not line:
+            raise ValueError(
+                f"{path} is not a FASTA file: expected a first record header starting with '>', but it is empty."
+            )
+        if not line.startswith(">"):
+            raise ValueError(
+                f"{path} is not a FASTA file: expected a first record header starting with '>', but it starts with "
+                f"{line.strip()[:40]!r} (line {number}, before any header)."
+            )
+        for title, sequence in simple_fasta_parser(itertools.chain([line], handle)):
+            yield title.strip(), sequence
+
+
+class _CountedLines:
+    """A text handle that numbers its lines and keeps those of the record being parsed (for error messages)."""
+
+    def __init__(self, handle: TextIO):
+        self._handle, self.number, self.kept, self.start = handle, 0, [], 1
+
+    def read(self, size: int = -1) -> str:
+        return self._handle.read(size)
+
+    def readline(self) -> str:
+        line = self._handle.readline()
+        if line:
+            self.number += 1
+            self.kept.append(line)
+        return line
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._handle)
+        self.number += 1
+        self.kept.append(line)
+        return line
+
+    def next_record(self) -> None:
+        """The record was parsed: forget its lines, keeping the next header the parser read ahead."""
+        self.kept = self.kept[-1:] if self.kept and self.kept[-1].startswith("@") else []
+        self.start = self.number - len(self.kept) + 1
+
+
+def _fastq_problem(lines: list[str], first_line: int, first_record: int, where: str) -> str | None:
+    """The first violation of the 4-line FASTQ layout in ``lines`` (the lines a parser failed on), if any."""
+    lines = [ln.rstrip("\r\n") for ln in lines]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for i in range(0, len(lines), 4):
+        header, *rest = lines[i : i + 4]
+        at = f"{where}, record {first_record + i // 4} (line {first_line + i})"
+        if not header.startswith("@"):
+            return f"{at}: expected a header starting with '@', got {header[:40]!r}."
+        if len(rest) < 3:
+            return f"{at} is truncated: a FASTQ record has 4 lines, got {len(rest) + 1}."
+        seq, plus, qual = rest
+        if not plus.startswith("+"):
+            return f"{at}: expected a separator line starting with '+', got {plus[:40]!r}."
+        if len(seq.strip()) != len(qual.strip()):
+            return f"{at}: the sequence has {len(seq.strip())} characters but the quality has {len(qual.strip())}."
+    return None
+
+
+def _iter_fastq(path: str | PathLike) -> Iterator[tuple[str, str, str]]:
+    """Stream ``(title, sequence, quality)`` of every FASTQ record (gzipped or plain), parsed by ``Bio.SeqIO``.
+
+    Where the parser fails, the error names the record and its first line (and what breaks the 4-line layout).
+    """
+    _, fastq_general_iterator = _biopython("Reading FASTQ")
+    with _open_text(path) as handle:
+        lines = _CountedLines(handle)
+        n = 0
+        try:
+            for title, sequence, quality in fastq_general_iterator(lines):
+                n += 1
+                yield title, sequence, quality
+                lines.next_record()
+        except ValueError as err:
+            if n == 0 and not "".join(lines.kept).strip():
+                raise ValueError(
+                    f"{path} is empty: expected FASTQ records of 4 lines (@id, sequence, +, quality)."
+                ) from None
+            problem = _fastq_problem(lines.kept, lines.start, n + 1, str(path))
+            raise ValueError(problem or f"{path}, record {n + 1} (line {lines.start}): {err}") from None
+    if n == 0:
+        raise ValueError(f"{path} is empty: expected FASTQ records of 4 lines (@id, sequence, +, quality).")
 
 
 def _split_header(header: str) -> tuple[str, str]:
@@ -91,7 +204,8 @@ def read_fasta(path: str | PathLike, sequence_key: str = "sequence") -> AnnData:
     Parameters
     ----------
     path
-        FASTA file; records may span several lines.
+        FASTA file, plain or gzipped (detected from its first bytes); records may span several lines. Parsed by
+        ``Bio.SeqIO``'s ``SimpleFastaParser`` while streaming (needs biopython: ``pip install 'scgde[seq]'``).
     sequence_key
         Column of ``obs`` for the sequences (whitespace removed, case kept).
 
@@ -111,20 +225,12 @@ def read_fasta(path: str | PathLike, sequence_key: str = "sequence") -> AnnData:
     r1  first read   ACGTAC
     r2                  GGG
     """
-    text = _read_text(path)
-    body = text.lstrip()
-    if not body.startswith(">"):
-        what = "is empty" if not body else f"starts with {body.splitlines()[0][:40]!r}"
-        raise ValueError(
-            f"{path} is not a FASTA file: expected a first record header starting with '>', but it {what}."
-        )
     names, descriptions, seqs = [], [], []
-    for record in ("\n" + body).split("\n>")[1:]:
-        header, _, lines = record.partition("\n")
-        name, description = _split_header(header)
+    for title, sequence in _iter_fasta(path):
+        name, description = _split_header(title)
         names.append(name)
         descriptions.append(description)
-        seqs.append("".join(lines.split()))
+        seqs.append(sequence)
     obs = pd.DataFrame({"description": descriptions}, index=names)
     return sequences_to_adata(seqs, obs=obs, sequence_key=sequence_key)
 
@@ -135,7 +241,9 @@ def read_fastq(path: str | PathLike, sequence_key: str = "sequence") -> AnnData:
     Parameters
     ----------
     path
-        FASTQ file: ``@id description``, sequence, ``+`` (optionally repeated id), quality, for every read.
+        FASTQ file, plain or gzipped: ``@id description``, sequence, ``+`` (optionally repeated id), quality, for
+        every read. Parsed by ``Bio.SeqIO``'s ``FastqGeneralIterator`` while streaming (needs biopython); an error
+        names the record and line where the 4-line layout breaks.
     sequence_key
         Column of ``obs`` for the sequences.
 
@@ -155,30 +263,13 @@ def read_fastq(path: str | PathLike, sequence_key: str = "sequence") -> AnnData:
     r1     ACGT    IIII
     r2       GG      #I
     """
-    lines = _read_text(path).splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise ValueError(f"{path} is empty: expected FASTQ records of 4 lines (@id, sequence, +, quality).")
     names, descriptions, seqs, quals = [], [], [], []
-    for i in range(0, len(lines), 4):
-        record = lines[i : i + 4]
-        where = f"{path}, record {i // 4 + 1} (line {i + 1})"
-        if len(record) < 4:
-            raise ValueError(f"{where} is truncated: a FASTQ record has 4 lines, got {len(record)}.")
-        header, seq, plus, qual = record
-        if not header.startswith("@"):
-            raise ValueError(f"{where}: expected a header starting with '@', got {header[:40]!r}.")
-        if not plus.startswith("+"):
-            raise ValueError(f"{where}: expected a separator line starting with '+', got {plus[:40]!r}.")
-        seq, qual = seq.strip(), qual.strip()
-        if len(seq) != len(qual):
-            raise ValueError(f"{where}: the sequence has {len(seq)} characters but the quality has {len(qual)}.")
-        name, description = _split_header(header[1:])
+    for title, sequence, quality in _iter_fastq(path):
+        name, description = _split_header(title)
         names.append(name)
         descriptions.append(description)
-        seqs.append(seq)
-        quals.append(qual)
+        seqs.append(sequence)
+        quals.append(quality)
     obs = pd.DataFrame({"description": descriptions, "quality": quals}, index=names)
     return sequences_to_adata(seqs, obs=obs, sequence_key=sequence_key)
 
@@ -371,22 +462,24 @@ def read_pat(path: str | PathLike) -> pd.DataFrame:
     1  chr1     12     T.C      1
     """
     rows = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.rstrip("\r").split("\t")
-        if (
-            len(fields) != 4
-            or not fields[0]
-            or not fields[1].isdigit()
-            or not _PAT_PATTERN.fullmatch(fields[2])
-            or not fields[3].isdigit()
-        ):
-            raise ValueError(
-                f"{path}, line {number}: expected 4 tab-separated fields (chromosome, CpG index, pattern of "
-                f"C/T/., count), got {line[:80]!r}."
-            )
-        rows.append((fields[0], int(fields[1]), fields[2], int(fields[3])))
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            line = line.rstrip("\r\n")
+            fields = line.split("\t")
+            if (
+                len(fields) != 4
+                or not fields[0]
+                or not fields[1].isdigit()
+                or not _PAT_PATTERN.fullmatch(fields[2])
+                or not fields[3].isdigit()
+            ):
+                raise ValueError(
+                    f"{path}, line {number}: expected 4 tab-separated fields (chromosome, CpG index, pattern of "
+                    f"C/T/., count), got {line[:80]!r}."
+                )
+            rows.append((fields[0], int(fields[1]), fields[2], int(fields[3])))
     df = pd.DataFrame(rows, columns=["chrom", "start", "pattern", "count"])
     return df.astype({"chrom": object, "start": np.int64, "pattern": object, "count": np.int64})
 

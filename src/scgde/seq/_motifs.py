@@ -1,7 +1,7 @@
 """Position weight matrix (PWM) motif scanning: count motif hits per DNA sequence.
 
-Motifs come from motif files (:func:`read_motifs`: JASPAR, MEME, TRANSFAC or plain PFM) or from the JASPAR
-database shipped with :mod:`pyjaspar` (:func:`jaspar_motifs`). :func:`motif_counts` slides each motif's log-odds
+Motifs come from motif files (:func:`read_motifs`: JASPAR, MEME, TRANSFAC or plain PFM, read by :mod:`Bio.motifs`)
+or from the JASPAR database shipped with :mod:`pyjaspar` (:func:`jaspar_motifs`). :func:`motif_counts` slides each motif's log-odds
 matrix (:func:`pwm_log_odds`) over every sequence and counts the windows whose score passes a threshold, e.g. to
 compare real and generated promoter sets (the GDE paper's rule: forward strand, a hit is a log2-odds score > 5).
 
@@ -10,6 +10,7 @@ All motifs are ``(length, 4)`` arrays with columns in ``A, C, G, T`` order.
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ._io import _read_text
+from ._io import _open_text
 
 __all__ = ["jaspar_motifs", "motif_counts", "motif_hits_per_set", "motif_scores", "pwm_log_odds", "read_motifs"]
 
@@ -441,16 +442,13 @@ def _stem(path: Path) -> str:
     return name.rsplit(".", 1)[0] if "." in name and not re.fullmatch(r"[A-Z]{2}\d+\.\d+", name) else name
 
 
-def _numbers(tokens: Sequence[str], where: str) -> list[float]:
-    try:
-        return [float(t) for t in tokens]
-    except ValueError:
-        raise ValueError(f"Expected numbers {where}, got {' '.join(tokens)!r}.") from None
-
-
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_JASPAR_ROW = re.compile(r"^\s*([ACGTU])\s*[:|]?\s*\[?\s*([^\]]*?)\s*\]?\s*$", re.IGNORECASE)
 _NUMERIC_ROW = re.compile(rf"^\s*{_NUMBER}(?:[\s,]+{_NUMBER})*\s*$")
+#: a matrix row as written in JASPAR and PFM files: an optional letter (and ':' or '|'), numbers, optional brackets
+_MATRIX_ROW = re.compile(r"^(?:([ACGTU])\s*[:|]?\s*)?\[?\s*(.*?)\s*\]?$", re.IGNORECASE)
+#: Bio.motifs' MEME reader rounds probabilities x nsites to whole counts: reading with this many sites keeps 9 decimals
+_MEME_SITES = 10**9
+_MEME_HEADER = "MEME version 4\n\nALPHABET= ACGT\n\nBackground letter frequencies\nA 0.25 C 0.25 G 0.25 T 0.25\n\n"
 
 
 def _detect(text: str) -> str:
@@ -471,167 +469,163 @@ def _detect(text: str) -> str:
     )
 
 
-def _header_name(line: str) -> str:
-    return " ".join(line[1:].split())
+def _bio_parse(text: str, bio_format: str, **kwargs) -> list:
+    """Motifs read by ``Bio.motifs.parse``; any error it raises becomes a ``ValueError``."""
+    try:
+        from Bio import motifs as bio_motifs
+    except ImportError:
+        raise ImportError(
+            "read_motifs needs biopython: `pip install 'scgde[seq]'` (or `pip install biopython`)."
+        ) from None
+    try:
+        return list(bio_motifs.parse(io.StringIO(text), bio_format, **kwargs))
+    except Exception as err:  # noqa: BLE001 - Bio raises bare Exceptions too ("data has inconsistent lengths")
+        raise ValueError(str(err)) from None
 
 
-def _parse_jaspar(text: str, default: str) -> list[tuple[str, np.ndarray]]:
-    out: list[tuple[str, np.ndarray]] = []
-    name, rows = None, {}
+def _counts(motif) -> np.ndarray:
+    """A ``Bio.motifs`` motif's counts as a ``(length, 4)`` array, columns A, C, G, T."""
+    return np.array([motif.counts[b] for b in _LETTERS], dtype=np.float64).reshape(4, -1).T
 
-    def flush(lineno):
-        if not rows:
-            if name is not None:
-                raise ValueError(f"Motif {name!r} (before line {lineno}) has no A/C/G/T rows.")
-            return
-        label = name if name is not None else (default if not out else f"{default}_{len(out)}")
-        missing = [b for b in _LETTERS if b not in rows]
-        if missing:
-            raise ValueError(f"Motif {label!r} lacks the row(s) {', '.join(missing)} (JASPAR format).")
-        widths = {len(v) for v in rows.values()}
-        if len(widths) != 1:
-            raise ValueError(f"Motif {label!r} has rows of different lengths {sorted(widths)} (JASPAR format).")
-        out.append((label, np.array([rows[b] for b in _LETTERS], dtype=np.float64).T))
 
+def _blocks(text: str) -> list[tuple[str | None, list[tuple[int, str]]]]:
+    """The numbered lines of each motif: a ``>`` header starts one; blank and ``#`` lines are skipped."""
+    blocks: list[tuple[str | None, list[tuple[int, str]]]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         if stripped.startswith(">"):
-            flush(lineno)
-            name, rows = _header_name(stripped), {}
-            continue
-        match = _JASPAR_ROW.match(stripped)
-        if match is None:
-            raise ValueError(f"Line {lineno} is not a JASPAR row like 'A [ 0 3 79 ]': {stripped!r}.")
-        letter = match.group(1).upper().replace("U", "T")
-        if letter in rows:
-            raise ValueError(f"Line {lineno}: a second {letter} row in one motif; start each motif with '>id name'.")
-        rows[letter] = _numbers(match.group(2).replace(",", " ").split(), f"on line {lineno}")
-    flush(len(text.splitlines()) + 1)
-    return out
+            blocks.append((" ".join(stripped[1:].split()), []))
+        else:
+            if not blocks:
+                blocks.append((None, []))
+            blocks[-1][1].append((lineno, stripped))
+    return blocks
 
 
-def _parse_pfm(text: str, default: str) -> list[tuple[str, np.ndarray]]:
-    blocks: list[tuple[str | None, list[list[float]]]] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.startswith(">"):
-            blocks.append((_header_name(stripped), []))
-            continue
-        if not blocks:
-            blocks.append((None, []))
-        blocks[-1][1].append(_numbers(stripped.replace(",", " ").split(), f"on line {lineno} (PFM format)"))
+def _matrix_rows(text: str, default: str, fmt: str) -> list[tuple[str, np.ndarray]]:
+    """JASPAR and PFM files, read by ``Bio.motifs`` (``pfm-four-rows`` / ``pfm-four-columns``) motif by motif.
+
+    Each row is first checked (numbers only; ``U`` read as ``T``; ``:``, ``|`` and brackets allowed), since Bio's
+    readers read ``1 x`` as ``1`` and pair the rows of a motif that lacks one with the next motif's.
+    """
+    blocks = _blocks(text)
     out = []
-    for k, (name, rows) in enumerate(blocks):
-        label = name if name is not None else default if len(blocks) == 1 else f"{default}_{k}"
-        widths = {len(r) for r in rows}
+    for k, (header, lines) in enumerate(blocks):
+        label = header or (default if len(blocks) == 1 else f"{default}_{k}")
+        rows = []
+        for lineno, line in lines:
+            letter, numbers = _MATRIX_ROW.match(line).groups()  # type: ignore[union-attr]
+            if not _NUMERIC_ROW.match(numbers):
+                raise ValueError(f"Expected numbers on line {lineno} ({fmt} format), got {line!r}.")
+            rows.append(((letter or "").upper().replace("U", "T"), numbers.replace(",", " ").replace("+", "").split()))
+        letters = [letter for letter, _ in rows if letter]
+        widths = sorted({len(numbers) for _, numbers in rows})
         if not rows:
-            raise ValueError(f"Motif {label!r} has no rows of numbers (PFM format).")
-        if len(rows) == 4 and len(widths) == 1:
-            out.append((label, np.array(rows, dtype=np.float64).T))  # rows are A, C, G, T (JASPAR .pfm)
-        elif widths == {4}:
-            out.append((label, np.array(rows, dtype=np.float64)))  # one row per position
+            raise ValueError(f"Motif {label!r} has no rows of numbers ({fmt} format).")
+        if letters:
+            missing = [b for b in _LETTERS if b not in letters]
+            if missing or len(letters) != len(rows) or len(rows) != 4:
+                raise ValueError(
+                    f"Motif {label!r} lacks the row(s) {', '.join(missing) or 'A, C, G, T'}: it needs one row for "
+                    f"each of A, C, G, T ({fmt} format), got rows {letters or len(rows)}."
+                )
+        if (letters or len(rows) == 4) and len(widths) > 1:
+            raise ValueError(f"Motif {label!r} has rows of different lengths {widths} ({fmt} format).")
+        if letters or len(rows) == 4:
+            bio_format = "pfm-four-rows"  # rows A, C, G, T (in the letters' order when they are named)
+        elif fmt == "PFM" and widths == [4]:
+            bio_format = "pfm-four-columns"  # one row per position
         else:
             raise ValueError(
                 f"Motif {label!r} must be 4 rows (A, C, G, T) of equal length or rows of 4 numbers "
-                f"(PFM format), got {len(rows)} rows of lengths {sorted(widths)}."
+                f"({fmt} format), got {len(rows)} rows of lengths {widths}."
             )
+        canonical = "\n".join(f"{letter} {' '.join(numbers)}".strip() for letter, numbers in rows)
+        motifs = _bio_parse(canonical, bio_format)
+        if len(motifs) != 1:
+            raise ValueError(f"Motif {label!r} could not be read ({fmt} format).")
+        out.append((label, _counts(motifs[0])))
     return out
 
 
-def _parse_meme(text: str, default: str) -> list[tuple[str, np.ndarray]]:
-    out: list[tuple[str, np.ndarray]] = []
-    lines = text.splitlines()
+def _meme(text: str, default: str) -> list[tuple[str, np.ndarray]]:
+    """MEME (minimal) files, read by ``Bio.motifs`` (``minimal``); the file's probabilities are returned.
+
+    Bio's reader needs the ``MEME version``, ``ALPHABET=`` and background lines, takes only the first word of a
+    motif's name and gives a ``MOTIF`` without matrix the next motif's: the text handed to it has a standard header,
+    only the motifs with a matrix, and ``nsites`` large enough that its rounding to whole counts keeps 9 decimals.
+    """
+    labels: list[str] = []
+    widths: list[int | None] = []
+    body: list[str] = []
     name = None
-    i = 0
-    while i < len(lines):
-        stripped = lines[i].strip()
-        i += 1
+    for line in text.splitlines():
+        stripped = line.strip()
         if stripped.startswith("ALPHABET"):
             alphabet = stripped.split("=", 1)[-1].strip() if "=" in stripped else stripped.split(None, 1)[-1]
             if alphabet.upper() not in ("ACGT", "ACGU") and '"DNA"' not in alphabet and '"RNA"' not in alphabet:
                 raise ValueError(f"Only DNA motifs (ALPHABET= ACGT) can be read, got ALPHABET {alphabet!r}.")
         elif stripped.startswith("MOTIF"):
-            name = " ".join(stripped.split()[1:]) or f"{default}_{len(out)}"
+            name = " ".join(stripped.split()[1:]) or None
         elif stripped.startswith("letter-probability matrix"):
-            label = name if name is not None else f"{default}_{len(out)}"
+            label = name or f"{default}_{len(labels)}"
             info = dict(re.findall(r"(\w+)\s*=\s*(\S+)", stripped.split(":", 1)[-1]))
             if "alength" in info and int(float(info["alength"])) != 4:
                 raise ValueError(f"Motif {label!r} has alength= {info['alength']}; only DNA (4 letters) is read.")
             width = int(float(info["w"])) if "w" in info else None
-            rows = []
-            while i < len(lines) and (width is None or len(rows) < width):
-                row = lines[i].strip()
-                if not row and width is not None:
-                    i += 1
-                    continue
-                if not _NUMERIC_ROW.match(row):
-                    break
-                rows.append(_numbers(row.split(), f"on line {i + 1} (MEME format)"))
-                i += 1
-            if not rows or {len(r) for r in rows} != {4} or (width is not None and len(rows) != width):
-                raise ValueError(
-                    f"Motif {label!r} must have {width or 'its'} rows of 4 probabilities after "
-                    f"'letter-probability matrix' (MEME format), got {len(rows)} rows."
-                )
-            out.append((label, np.array(rows, dtype=np.float64)))
+            labels.append(label)
+            widths.append(width)
+            w = f" w= {width}" if width else ""
+            body += [f"MOTIF m{len(labels)}", f"letter-probability matrix: alength= 4{w} nsites= {_MEME_SITES}"]
             name = None
+        elif body and not stripped.startswith(("MOTIF", "URL")):
+            body.append(stripped)
+    if not labels:
+        return []
+    motifs = _bio_parse(_MEME_HEADER + "\n".join(body) + "\n", "minimal")
+    out = []
+    for label, width, motif in zip(labels, widths, motifs, strict=True):
+        if motif.length == 0 or (width is not None and motif.length != width):
+            raise ValueError(
+                f"Motif {label!r} must have {width or 'its'} rows of 4 probabilities after "
+                f"'letter-probability matrix' (MEME format), got {motif.length} rows."
+            )
+        out.append((label, _counts(motif) / _MEME_SITES))
     return out
 
 
-def _parse_transfac(text: str, default: str) -> list[tuple[str, np.ndarray]]:
-    out: list[tuple[str, np.ndarray]] = []
-    tags: dict[str, str] = {}
-    letters: list[str] | None = None
-    rows: list[list[float]] = []
-    in_matrix = False
-
-    def flush():
-        nonlocal letters, rows, tags, in_matrix
-        if letters is not None:
-            ident = tags.get("AC") or tags.get("ID") or tags.get("NA")
-            extra = tags.get("ID") if tags.get("AC") else tags.get("NA") if tags.get("ID") else None
-            label = ident or f"{default}_{len(out)}"
-            if extra and extra != ident:
-                label = f"{label} {extra}"
-            if not rows:
-                raise ValueError(f"Motif {label!r} has a P0 line but no matrix rows (TRANSFAC format).")
-            m = np.array(rows, dtype=np.float64)
-            out.append((label, m[:, [letters.index(b) for b in _LETTERS]]))
-        tags, letters, rows, in_matrix = {}, None, [], False
-
-    for lineno, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped.startswith("//"):
-            flush()
-            continue
-        tokens = stripped.split()
-        tag = tokens[0]
-        if tag in ("P0", "PO"):
-            letters = [t.upper().replace("U", "T") for t in tokens[1:]]
-            in_matrix = True
-            if sorted(set(letters) & set(_LETTERS)) != sorted(_LETTERS):
-                raise ValueError(f"Line {lineno}: the P0 line must name the columns A, C, G, T, got {tokens[1:]}.")
-            continue
-        if in_matrix and tag.isdigit():
-            values = tokens[1 : 1 + len(letters)]
-            if len(values) < len(letters):
-                raise ValueError(f"Line {lineno}: expected {len(letters)} numbers after the position, got {values}.")
-            rows.append(_numbers(values, f"on line {lineno} (TRANSFAC format)"))
-            continue
-        in_matrix = False  # the matrix ends at the first line that is not a numbered row (usually XX)
-        if len(tag) == 2 and tag.isalpha() and tag.isupper() and tag not in tags:
-            tags[tag] = " ".join(tokens[1:])
-    flush()
+def _transfac(text: str, default: str) -> list[tuple[str, np.ndarray]]:
+    """TRANSFAC files, read by ``Bio.motifs`` (``transfac``, not strict about spacing); named ``"<AC> <ID>"``."""
+    if not text.rstrip().endswith("//"):
+        text = text.rstrip() + "\n//\n"  # Bio keeps a motif only at its closing '//'
+    try:
+        motifs = _bio_parse(text, "transfac", strict=False)
+    except ValueError as err:
+        raise ValueError(
+            f"{err} (TRANSFAC format: AC/ID lines, a 'P0 A C G T' line naming the columns A, C, G, T, numbered "
+            "rows and '//' after each motif)"
+        ) from None
+    out = []
+    for k, motif in enumerate(motifs):
+        ident = motif.get("AC") or motif.get("ID") or motif.get("NA")
+        extra = motif.get("ID") if motif.get("AC") else motif.get("NA") if motif.get("ID") else None
+        label = ident or f"{default}_{k}"
+        if extra and extra != ident:
+            label = f"{label} {extra}"
+        if motif.length == 0:
+            raise ValueError(f"Motif {label!r} has a P0 line but no matrix rows (TRANSFAC format).")
+        out.append((label, _counts(motif)))
     return out
 
 
-_PARSERS = {"jaspar": _parse_jaspar, "meme": _parse_meme, "transfac": _parse_transfac, "pfm": _parse_pfm}
+_PARSERS = {
+    "jaspar": lambda text, default: _matrix_rows(text, default, "JASPAR"),
+    "pfm": lambda text, default: _matrix_rows(text, default, "PFM"),
+    "meme": _meme,
+    "transfac": _transfac,
+}
 
 
 def read_motifs(
@@ -650,7 +644,9 @@ def read_motifs(
         block. ``"transfac"``: ``AC``/``ID`` lines, a ``P0 A C G T`` header, numbered rows and ``//`` between
         motifs. ``"pfm"``: plain numbers, either 4 rows (A, C, G, T) or one row of 4 numbers per position,
         optionally after a ``>id name`` header (otherwise the motif is named after the file).
-        ``"auto"``: detected from the content of each file.
+        ``"auto"``: detected from the content of each file. The matrices are read by :mod:`Bio.motifs`
+        (``pfm-four-rows``, ``pfm-four-columns``, ``minimal`` and ``transfac`` readers; needs biopython), after a
+        check of every row that names the line of a malformed one.
 
     Returns
     -------
@@ -675,7 +671,8 @@ def read_motifs(
     for p in map(Path, paths):
         if not p.is_file():
             raise FileNotFoundError(f"Motif file {str(p)!r} does not exist (or is not a file).")
-        text = _read_text(p)
+        with _open_text(p) as handle:
+            text = handle.read()
         if not text.strip():
             raise ValueError(f"Motif file {str(p)!r} is empty.")
         fmt = _detect(text) if format == "auto" else format
