@@ -17,14 +17,15 @@ Dependence:
 Perturbation prediction (AnnData in, DataFrame out):
 :func:`perturbation_report` (Pearson delta from the control and from the perturbed centroid, MSE, R^2
 of mean changes, PerturBench rank; E-distance, MMD, sliced W2 in PCA space; one row per method and
-perturbation).
+perturbation). It reads AnnData, so it lives in :mod:`scgde.tl` (:func:`scgde.tl.perturbation_report`,
+the same function) and is resolved here on first access: importing :mod:`scgde.metrics` does not import
+:mod:`scgde.data`. Its scores are the array functions of ``scgde.metrics._perturbation``.
 """
 
 from ._empirical import energy_distance, exact_w2, mmd, sinkhorn_divergence, sliced_w2
 from ._gaussian import gaussian_w2, mccann_interpolation, multinomial_w2, paper_gaussian_error
 from ._gmm import gmm_w2
 from ._mi import mutual_information, mutual_information_permutation_test
-from ._perturbation import perturbation_report
 
 __all__ = [
     "energy_distance",
@@ -41,3 +42,17 @@ __all__ = [
     "sinkhorn_divergence",
     "sliced_w2",
 ]
+
+
+def __getattr__(name: str):
+    # perturbation_report reads AnnData (scgde.tl); import it on first use only (PEP 562)
+    if name == "perturbation_report":
+        from scgde.tl import perturbation_report
+
+        globals()[name] = perturbation_report
+        return perturbation_report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -61,7 +61,7 @@ def _default_groups(adata: AnnData, groupby: str) -> list[str]:
         warnings.warn(
             f"{len(found)} groups in obs[{groupby!r}]; showing the first {_MAX_DEFAULT_GROUPS}. "
             "Pass groups=[...] to choose.",
-            stacklevel=3,
+            stacklevel=4,  # the caller of image_grid (-> _group_list -> _default_groups)
         )
         found = found[:_MAX_DEFAULT_GROUPS]
     return found
@@ -199,7 +199,42 @@ def image_grid(
         groupby = "set"
     if groupby is None and groups is not None:
         raise ValueError("groups= needs groupby=, the obs column that holds them.")
+    channels = _channels(channels, images, ref_images)
 
+    own = _group_labels(adata, groupby, "adata")
+    ref_groupby = reference_groupby if reference_groupby is not None else groupby
+    theirs = _group_labels(reference, ref_groupby, "reference") if reference is not None else None
+    group_list = _group_list(adata, groupby, groups, own, theirs)
+
+    real = (ref_images, theirs, reference.n_obs) if reference is not None else None
+    blocks = _blocks(group_list, n, channels, labels, (images, own, adata.n_obs), real)
+    lo, hi = _limits([b for _, b in blocks], len(channels), vmin, vmax)
+
+    ncols = min(n, 8) if ncols is None else int(ncols)
+    if ncols < 1:
+        raise ValueError(f"ncols must be a positive integer; got {ncols!r}.")
+    rows_per_block = math.ceil(n / ncols)
+    fig, grid = _figure_grid(ax, rows_per_block * len(blocks), ncols, title)
+    for b, (label, stack) in enumerate(blocks):
+        for j in range(rows_per_block * ncols):
+            panel = fig.add_subplot(grid[b * rows_per_block + j // ncols, j % ncols])
+            _draw_panel(panel, stack[j] if j < len(stack) else None, lo, hi, cmap)
+            if j == 0:
+                _label_block(panel, label, empty=len(stack) == 0)
+            else:
+                panel.set_axis_off()
+    if title is not None:
+        fig.suptitle(title)
+    if save is not None:
+        fig.savefig(save, dpi=150, bbox_inches="tight")
+    if show is None or show:
+        plt.show()
+        return None
+    return fig
+
+
+def _channels(channels: Sequence[int] | None, images: Any, ref_images: Any | None) -> list[int]:
+    """The 1 to 3 channel indices to show, checked against both image stacks."""
     n_channels = images.shape[1]
     if channels is None:
         if n_channels > 3:
@@ -213,80 +248,92 @@ def image_grid(
     for name, stack in (("adata", images), ("reference", ref_images)):
         if stack is not None and any(not -stack.shape[1] <= c < stack.shape[1] for c in channels):
             raise ValueError(f"channels={channels} is out of range for {name} images with {stack.shape[1]} channels.")
+    return channels
 
-    own = _group_labels(adata, groupby, "adata")
-    ref_groupby = reference_groupby if reference_groupby is not None else groupby
-    theirs = _group_labels(reference, ref_groupby, "reference") if reference is not None else None
+
+def _group_list(
+    adata: AnnData,
+    groupby: str | None,
+    groups: Sequence[str] | None,
+    own: pd.Series | None,
+    theirs: pd.Series | None,
+) -> list[str | None]:
+    """The groups shown, in order: ``[None]`` (all cells) without ``groupby``, else ``groups`` or the defaults."""
     if groupby is None:
-        group_list: list[str | None] = [None]
-    elif groups is None:
-        group_list = list(_default_groups(adata, groupby))
-    else:
-        group_list = [str(g) for g in groups]
-        known = set(own) | (set(theirs) if theirs is not None else set())
-        unknown = [g for g in group_list if g not in known]
-        if unknown:
-            raise KeyError(f"groups {unknown} are not in obs[{groupby!r}]; available: {sorted(set(own))[:20]}.")
+        return [None]
+    if groups is None:
+        return list(_default_groups(adata, groupby))
+    group_list = [str(g) for g in groups]
+    known = set(own) | (set(theirs) if theirs is not None else set())
+    unknown = [g for g in group_list if g not in known]
+    if unknown:
+        raise KeyError(f"groups {unknown} are not in obs[{groupby!r}]; available: {sorted(set(own))[:20]}.")
+    return group_list
 
-    def first_positions(labels_: pd.Series | None, n_obs: int, group: str | None) -> np.ndarray:
-        if group is None or labels_ is None:
-            return np.arange(min(n, n_obs))
-        return np.flatnonzero((labels_ == group).to_numpy())[:n]
 
-    # one block of rows per (group, source): reference above adata
+def _blocks(
+    group_list: list[str | None],
+    n: int,
+    channels: list[int],
+    labels: tuple[str, str],
+    generated: tuple[Any, pd.Series | None, int],
+    real: tuple[Any, pd.Series | None, int] | None,
+) -> list[tuple[str, np.ndarray]]:
+    """One block of rows per (group, source), the reference above ``adata``: its label and its images.
+
+    ``generated`` and ``real`` are ``(images, group labels, n_obs)`` of ``adata`` and of ``reference`` (``None``
+    without one).
+    """
     blocks: list[tuple[str, np.ndarray]] = []
     for group in group_list:
         name = "" if group is None else str(group)
-        if reference is not None:
-            positions = first_positions(theirs, reference.n_obs, group)
-            label = f"{name}\n{labels[0]}" if name else labels[0]
-            blocks.append((label, _take(ref_images, positions, channels)))
-        positions = first_positions(own, adata.n_obs, group)
-        label = (f"{name}\n{labels[1]}" if name else labels[1]) if reference is not None else name
-        blocks.append((label, _take(images, positions, channels)))
-    lo, hi = _limits([b for _, b in blocks], len(channels), vmin, vmax)
+        if real is not None:
+            positions = _first_positions(real[1], real[2], group, n)
+            blocks.append((f"{name}\n{labels[0]}" if name else labels[0], _take(real[0], positions, channels)))
+        positions = _first_positions(generated[1], generated[2], group, n)
+        label = (f"{name}\n{labels[1]}" if name else labels[1]) if real is not None else name
+        blocks.append((label, _take(generated[0], positions, channels)))
+    return blocks
 
-    ncols = min(n, 8) if ncols is None else int(ncols)
-    if ncols < 1:
-        raise ValueError(f"ncols must be a positive integer; got {ncols!r}.")
-    rows_per_block = math.ceil(n / ncols)
-    nrows = rows_per_block * len(blocks)
+
+def _first_positions(labels: pd.Series | None, n_obs: int, group: str | None, n: int) -> np.ndarray:
+    """Positions of the first ``n`` cells of ``group`` (of all cells when there are no groups)."""
+    if group is None or labels is None:
+        return np.arange(min(n, n_obs))
+    return np.flatnonzero((labels == group).to_numpy())[:n]
+
+
+def _figure_grid(ax: Axes | None, nrows: int, ncols: int, title: str | None) -> tuple[Figure, Any]:
+    """A new figure and its grid of panels, or the area of ``ax`` split into panels (``ax`` is removed)."""
     if ax is None:
         fig = plt.figure(figsize=(0.9 * ncols + 1.0, 0.9 * nrows + (0.5 if title else 0.1)))
-        grid = fig.add_gridspec(nrows, ncols, wspace=0.04, hspace=0.04)
-    else:
-        spec = ax.get_subplotspec()
-        if spec is None:
-            raise ValueError("ax must be a subplot (from plt.subplots or fig.add_subplot) so that it can be split.")
-        fig = ax.figure
-        grid = spec.subgridspec(nrows, ncols, wspace=0.04, hspace=0.04)
-        ax.remove()
+        return fig, fig.add_gridspec(nrows, ncols, wspace=0.04, hspace=0.04)
+    spec = ax.get_subplotspec()
+    if spec is None:
+        raise ValueError("ax must be a subplot (from plt.subplots or fig.add_subplot) so that it can be split.")
+    fig = ax.figure
+    grid = spec.subgridspec(nrows, ncols, wspace=0.04, hspace=0.04)
+    ax.remove()
+    return fig, grid
 
-    for b, (label, stack) in enumerate(blocks):
-        for j in range(rows_per_block * ncols):
-            panel = fig.add_subplot(grid[b * rows_per_block + j // ncols, j % ncols])
-            if j < len(stack):
-                shown = _display(stack[j], lo, hi)
-                if shown.ndim == 2:
-                    panel.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-                else:
-                    panel.imshow(shown, interpolation="nearest")
-            if j == 0:
-                # keep the first panel's frame invisible but its label visible, even for an empty block
-                panel.set_xticks([])
-                panel.set_yticks([])
-                for spine in panel.spines.values():
-                    spine.set_visible(False)
-                panel.set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
-                if len(stack) == 0:
-                    panel.text(0.5, 0.5, "no cells", ha="center", va="center", fontsize="small", color="grey")
-            else:
-                panel.set_axis_off()
-    if title is not None:
-        fig.suptitle(title)
-    if save is not None:
-        fig.savefig(save, dpi=150, bbox_inches="tight")
-    if show is None or show:
-        plt.show()
-        return None
-    return fig
+
+def _draw_panel(panel: Axes, image: np.ndarray | None, lo: np.ndarray, hi: np.ndarray, cmap: str) -> None:
+    """Show one (C, H, W) image in ``panel`` on the shared display range (nothing for an empty panel)."""
+    if image is None:
+        return
+    shown = _display(image, lo, hi)
+    if shown.ndim == 2:
+        panel.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        panel.imshow(shown, interpolation="nearest")
+
+
+def _label_block(panel: Axes, label: str, empty: bool) -> None:
+    """Label a block on its first panel: frame invisible but label visible, even for an empty block."""
+    panel.set_xticks([])
+    panel.set_yticks([])
+    for spine in panel.spines.values():
+        spine.set_visible(False)
+    panel.set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
+    if empty:
+        panel.text(0.5, 0.5, "no cells", ha="center", va="center", fontsize="small", color="grey")

@@ -3,6 +3,7 @@
 from ._lineage import clone_information, clone_representations, predict_fate
 from ._niches import embed_niches, niche_sets
 from ._perturbation import perturbation_baselines
+from ._perturbation_report import perturbation_report
 from ._sets import embed_sets, set_adata
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "embed_sets",
     "niche_sets",
     "perturbation_baselines",
+    "perturbation_report",
     "predict_fate",
     "set_adata",
 ]
