@@ -15,6 +15,7 @@ from ._samplers import (
     WindowSampler,
     make_sampler,
     prescribed_mixture,
+    register_set_kind,
 )
 from ._sets import SET_NAME_SEP, SetIndex, as_key_list, n_training_sets, set_labels, split_sets
 from ._stream import ChainedChunks, GeneOrder, SetChunks, default_chunk_size, pca_coordinates
@@ -56,6 +57,7 @@ __all__ = [
     "n_training_sets",
     "pca_coordinates",
     "prescribed_mixture",
+    "register_set_kind",
     "registered_set_labels",
     "registered_sets",
     "set_labels",

@@ -13,7 +13,7 @@ from scvi import settings
 from scvi.data.fields import BaseAnnDataField
 from scvi.utils import track
 
-from ._samplers import SetBatch
+from ._samplers import SetBatch, SetSampler, register_set_kind
 
 #: registry key of the niche weights (``adata_manager.get_from_registry(NICHE_KEY)``)
 NICHE_KEY = "niches"
@@ -114,6 +114,23 @@ class NicheSampler:
             [rng.choice(self.niches.members(c), size=self.cells_per_set, p=self.niches.masses(c)) for c in codes]
         )
         return SetBatch(cells=cells, sets=np.asarray(codes))
+
+
+@register_set_kind(NicheSets)
+def _niche_sampler(
+    niches: NicheSets,
+    sets: np.ndarray,
+    cells_per_set: int,
+    *,
+    mixer: str | dict | None = None,
+    kernel: dict | None = None,
+    obsm: dict | None = None,
+    window: int | None = None,
+) -> SetSampler:
+    """Niches train on themselves: cells drawn by their niche weights (:class:`NicheSampler`)."""
+    if mixer is not None or kernel is not None or window is not None:
+        raise ValueError("A niche model (niche_key=) trains on its niches: mixer=, kernel= and window= do not apply.")
+    return NicheSampler(niches, cells_per_set, sets)
 
 
 class NicheObspField(BaseAnnDataField):

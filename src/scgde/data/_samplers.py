@@ -7,6 +7,7 @@ space or time, by a window of quantiles) fits this interface.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -285,6 +286,41 @@ def prescribed_mixture(
     return SetBatch(cells=cells, sets=np.full(len(sources), -1), sources=sources, mixture_weights=weights)
 
 
+SamplerFactory = Callable[..., SetSampler]
+"""``factory(index, sets, cells_per_set, *, mixer, kernel, obsm, window) -> SetSampler`` of one set kind."""
+
+_SET_KINDS: dict[type, SamplerFactory] = {}
+
+
+def register_set_kind(kind: type, factory: SamplerFactory | None = None):
+    """Register how training sets of one set kind are drawn.
+
+    Each kind of sets (named sets :class:`~scgde.data.SetIndex`, niches :class:`~scgde.data.NicheSets`, ...)
+    registers its own factory here, next to its definition, so :func:`make_sampler` dispatches on the type of the
+    grouping without knowing (or importing) the kinds. Subclasses of a registered kind inherit its factory.
+
+    Parameters
+    ----------
+    kind
+        The class of the grouping.
+    factory
+        ``factory(index, sets, cells_per_set, *, mixer, kernel, obsm, window)`` returning a :class:`SetSampler`;
+        without it, ``register_set_kind`` returns a decorator.
+    """
+    if factory is None:
+        return lambda f: register_set_kind(kind, f)
+    _SET_KINDS[kind] = factory
+    return factory
+
+
+def _set_kind_factory(index) -> SamplerFactory:
+    for kind in type(index).__mro__:
+        if kind in _SET_KINDS:
+            return _SET_KINDS[kind]
+    known = ", ".join(k.__name__ for k in _SET_KINDS)
+    raise TypeError(f"No sampler for sets of type {type(index).__name__}; registered set kinds: {known}.")
+
+
 def make_sampler(
     index: SetIndex,
     sets: np.ndarray,
@@ -295,6 +331,10 @@ def make_sampler(
     window: int | None = None,
 ) -> SetSampler:
     """The training-set sampler for the ``mixer=`` / ``kernel=`` options of ``GDE.train``.
+
+    The sampler is chosen by the set kind of ``index`` (see :func:`register_set_kind`): named sets give a
+    :class:`GroupSampler`, :class:`DirichletMixer`, :class:`KernelSampler` or :class:`WindowSampler`; niches a
+    :class:`~scgde.data.NicheSampler`.
 
     Parameters
     ----------
@@ -314,14 +354,22 @@ def make_sampler(
     """
     if sum(option is not None for option in (mixer, kernel, window)) > 1:
         raise ValueError("Pass at most one of mixer=, kernel= and window=.")
-    if hasattr(index, "masses"):  # niches (NicheSets): cells drawn by their niche weights
-        if mixer is not None or kernel is not None or window is not None:
-            raise ValueError(
-                "A niche model (niche_key=) trains on its niches: mixer=, kernel= and window= do not apply."
-            )
-        from ._niches import NicheSampler
+    factory = _set_kind_factory(index)
+    return factory(index, sets, cells_per_set, mixer=mixer, kernel=kernel, obsm=obsm, window=window)
 
-        return NicheSampler(index, cells_per_set, sets)
+
+@register_set_kind(SetIndex)
+def _named_set_sampler(
+    index: SetIndex,
+    sets: np.ndarray,
+    cells_per_set: int,
+    *,
+    mixer: str | dict | None = None,
+    kernel: dict | None = None,
+    obsm: dict | None = None,
+    window: int | None = None,
+) -> SetSampler:
+    """Samplers of named sets: single groups, Dirichlet mixtures, kernel neighbourhoods or windows."""
     if window is not None:
         return WindowSampler(index, cells_per_set, window, sets)
     if kernel is not None:

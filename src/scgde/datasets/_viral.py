@@ -509,6 +509,57 @@ def _read_counts(counts: str | PathLike | pd.DataFrame | None, cache: str | Path
     return values.astype(np.float64)
 
 
+def _check_sampling_options(min_month_total, seed, on_mismatch) -> None:
+    """Refuse a bad ``min_month_total``, ``seed`` or ``on_mismatch`` of :func:`spike_variant_sets`."""
+    if isinstance(min_month_total, bool) or not isinstance(min_month_total, int | float | np.number):
+        raise ValueError(f"`min_month_total` must be a non-negative number; got {min_month_total!r}.")
+    if not min_month_total >= 0:
+        raise ValueError(f"`min_month_total` must be a non-negative number; got {min_month_total!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"`seed` must be an integer; got {seed!r}.")
+    if on_mismatch not in ("drop", "raise"):
+        raise ValueError(f"`on_mismatch` must be 'drop' or 'raise'; got {on_mismatch!r}.")
+
+
+def _given_month_totals(month_totals, table: pd.DataFrame) -> dict[str, float]:
+    """The known numbers of sequences per month, checked against the months of ``table`` (``{}`` if none)."""
+    if month_totals is None:
+        return {}
+    if not isinstance(month_totals, Mapping | pd.Series):
+        raise ValueError(f"`month_totals` must be a mapping of 'yyyy-mm' to counts, or None; got {month_totals!r}.")
+    totals_given = {str(k): float(v) for k, v in dict(month_totals).items()}
+    unknown = sorted(set(totals_given) - set(table.columns))
+    if unknown:
+        raise ValueError(f"`month_totals` names months not in `counts`: {unknown[:5]}.")
+    if any(not v > 0 for v in totals_given.values()):
+        raise ValueError("`month_totals` must be positive numbers of sequences.")
+    return totals_given
+
+
+def _matching_substitutions(table: pd.DataFrame, ref: str, on_mismatch: str) -> tuple:
+    """``(table, positions, alternative letters, mismatched names)`` of the substitutions that match ``ref``.
+
+    The others are dropped with a warning in the log (``on_mismatch="drop"``) or raise (``"raise"``).
+    """
+    parsed = [_SUBSTITUTION.fullmatch(m).groups() for m in table.index]  # type: ignore[union-attr]
+    ref_aa = np.array([p[0] for p in parsed])
+    pos = np.array([int(p[1]) for p in parsed])
+    alt = np.array([p[2] for p in parsed])
+    in_range = (pos >= 1) & (pos <= len(ref))
+    matches = in_range & (ref_aa == np.array([ref[p - 1] if ok else "" for p, ok in zip(pos, in_range)], dtype=object))
+    matches &= ref_aa != alt
+    mismatched = table.index[~matches].tolist()
+    if mismatched:
+        message = (
+            f"{len(mismatched)} of {len(table)} substitutions do not match the reference (length {len(ref)}): their "
+            f"reference letter differs from it, the position lies beyond it or ref equals alt, e.g. {mismatched[:5]}."
+        )
+        if on_mismatch == "raise":
+            raise ValueError(message + " Pass the matching `reference`, or on_mismatch='drop' to skip them.")
+        logger.warning("spike_variant_sets: %s They are dropped.", message)
+    return table.loc[matches], pos[matches], alt[matches], mismatched
+
+
 def spike_variant_sets(
     counts: str | PathLike | pd.DataFrame | None = None,
     reference: str | PathLike | None = None,
@@ -601,43 +652,9 @@ def spike_variant_sets(
     ref = _read_reference(reference, cache)
     sets_per_month = _check_positive_int("sets_per_month", sets_per_month)
     set_size = _check_positive_int("set_size", set_size)
-    if isinstance(min_month_total, bool) or not isinstance(min_month_total, int | float | np.number):
-        raise ValueError(f"`min_month_total` must be a non-negative number; got {min_month_total!r}.")
-    if not min_month_total >= 0:
-        raise ValueError(f"`min_month_total` must be a non-negative number; got {min_month_total!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"`seed` must be an integer; got {seed!r}.")
-    if on_mismatch not in ("drop", "raise"):
-        raise ValueError(f"`on_mismatch` must be 'drop' or 'raise'; got {on_mismatch!r}.")
-    totals_given: dict[str, float] = {}
-    if month_totals is not None:
-        if not isinstance(month_totals, Mapping | pd.Series):
-            raise ValueError(f"`month_totals` must be a mapping of 'yyyy-mm' to counts, or None; got {month_totals!r}.")
-        totals_given = {str(k): float(v) for k, v in dict(month_totals).items()}
-        unknown = sorted(set(totals_given) - set(table.columns))
-        if unknown:
-            raise ValueError(f"`month_totals` names months not in `counts`: {unknown[:5]}.")
-        if any(not v > 0 for v in totals_given.values()):
-            raise ValueError("`month_totals` must be positive numbers of sequences.")
-
-    # substitutions, checked against the reference
-    parsed = [_SUBSTITUTION.fullmatch(m).groups() for m in table.index]  # type: ignore[union-attr]
-    ref_aa = np.array([p[0] for p in parsed])
-    pos = np.array([int(p[1]) for p in parsed])
-    alt = np.array([p[2] for p in parsed])
-    in_range = (pos >= 1) & (pos <= len(ref))
-    matches = in_range & (ref_aa == np.array([ref[p - 1] if ok else "" for p, ok in zip(pos, in_range)], dtype=object))
-    matches &= ref_aa != alt
-    mismatched = table.index[~matches].tolist()
-    if mismatched:
-        message = (
-            f"{len(mismatched)} of {len(table)} substitutions do not match the reference (length {len(ref)}): their "
-            f"reference letter differs from it, the position lies beyond it or ref equals alt, e.g. {mismatched[:5]}."
-        )
-        if on_mismatch == "raise":
-            raise ValueError(message + " Pass the matching `reference`, or on_mismatch='drop' to skip them.")
-        logger.warning("spike_variant_sets: %s They are dropped.", message)
-    table, pos, alt = table.loc[matches], pos[matches], alt[matches]
+    _check_sampling_options(min_month_total, seed, on_mismatch)
+    totals_given = _given_month_totals(month_totals, table)
+    table, pos, alt, mismatched = _matching_substitutions(table, ref, on_mismatch)
     names = table.index.to_numpy()
 
     # positions with their alternative substitutions (mutually exclusive)

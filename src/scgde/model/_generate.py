@@ -58,17 +58,36 @@ def _size(n_bytes: float) -> str:
     return ""
 
 
-def check_output_memory(n_sets: int, n_cells: int, n_vars: int, what: str = "generate") -> None:
-    """Refuse an output of ``n_sets x n_cells x n_vars`` float32 values that does not fit in available memory."""
+def check_output_memory(
+    n_sets: int, n_cells: int, n_vars: int, what: str = "generate", size_name: str = "n_samples"
+) -> None:
+    """Refuse an output of ``n_sets x n_cells x n_vars`` float32 values that does not fit in available memory.
+
+    ``size_name`` is the name under which the caller passed ``n_cells`` (the message repeats it).
+    """
     need = 4.0 * n_sets * n_cells * n_vars
     free = available_memory()
     if free is not None and need > free:
         fits = max(0, int(free // (4 * n_sets * n_vars)))
         raise ValueError(
-            f"{what}(n_cells={n_cells:,}) would return {n_sets:,} set{'s' if n_sets != 1 else ''} x {n_cells:,} cells "
-            f"x {n_vars:,} genes = {_size(need)} of float32 values, more than the {_size(free)} of memory available. "
-            f"Lower n_cells (at most about {fits:,} per set here), or generate fewer sets per call."
+            f"{what}({size_name}={n_cells:,}) would return {n_sets:,} set{'s' if n_sets != 1 else ''} x {n_cells:,} "
+            f"cells x {n_vars:,} genes = {_size(need)} of float32 values, more than the {_size(free)} of memory "
+            f"available. Lower {size_name} (at most about {fits:,} per set here), or generate fewer sets per call."
         )
+
+
+def resolve_alias(name: str, value, alias: str, alias_value, default) -> tuple:
+    """``(value, the name it was passed as)`` of an option that also has an older name (an alias).
+
+    Raises a :class:`TypeError` when both names are given; neither gives ``default`` under ``name``.
+    """
+    if alias_value is None:
+        return (default if value is None else value), name
+    if value is not None:
+        raise TypeError(
+            f"Pass {name}= or its alias {alias}=, not both (got {name}={value!r}, {alias}={alias_value!r})."
+        )
+    return alias_value, alias
 
 
 class GenerationMixin:
@@ -99,9 +118,12 @@ class GenerationMixin:
     def generate(
         self,
         sets: SetsOrEmbeddings,
-        n_cells: int = 100,
+        n_samples: int | None = None,
         batch: str | None = None,
-        max_cells_per_call: int = 65536,
+        batch_size: int | None = None,
+        *,
+        n_cells: int | None = None,
+        max_cells_per_call: int | None = None,
         **sample_kwargs,
     ) -> AnnData:
         """Generate new cells from sets or set embeddings.
@@ -111,13 +133,18 @@ class GenerationMixin:
         sets
             Set names of the training AnnData, a DataFrame of embeddings (as returned by
             :meth:`get_set_representation`), or an array ``(n, n_latent)``.
-        n_cells
-            Cells to generate per set. An output that does not fit in the memory available now
-            (``n_sets x n_cells x n_genes`` float32 values) is refused before anything is generated.
+        n_samples
+            Cells to generate per set (default 100), the name :class:`~scgde.seq.SeqGDE` and
+            :class:`~scgde.img.ImageGDE` use too. An output that does not fit in the memory available now
+            (``n_sets x n_samples x n_genes`` float32 values) is refused before anything is generated.
         batch
             Batch category to generate in (required if the model was set up with a ``batch_key``).
+        batch_size
+            Bound on cells generated per network call (memory; default 65,536).
+        n_cells
+            Alias of ``n_samples`` (its former name); pass one of the two.
         max_cells_per_call
-            Bound on cells generated per network call (memory).
+            Alias of ``batch_size`` (its former name); pass one of the two.
         **sample_kwargs
             Generator options, e.g. ``guidance`` (ddpm, flow), ``n_steps`` (flow), ``noise=False``
             (cvae: likelihood means), ``project=False`` (non-negative data: the generator's raw
@@ -125,29 +152,33 @@ class GenerationMixin:
 
         Returns
         -------
-        AnnData ``(n_sets * n_cells, n_vars)`` with the model's genes; ``obs["set"]`` names the source.
+        AnnData ``(n_sets * n_samples, n_vars)`` with the model's genes; ``obs["set"]`` names the source.
         """
-        if n_cells < 1:
-            raise ValueError(f"n_cells must be >= 1, got {n_cells}.")
-        if max_cells_per_call < 1:
-            raise ValueError(f"max_cells_per_call must be >= 1, got {max_cells_per_call}.")
-        n_cells = int(n_cells)
+        n_samples, size_name = resolve_alias("n_samples", n_samples, "n_cells", n_cells, 100)
+        batch_size, bound_name = resolve_alias(
+            "batch_size", batch_size, "max_cells_per_call", max_cells_per_call, 65536
+        )
+        if n_samples < 1:
+            raise ValueError(f"{size_name} must be >= 1, got {n_samples}.")
+        if batch_size < 1:
+            raise ValueError(f"{bound_name} must be >= 1, got {batch_size}.")
+        n_samples = int(n_samples)
         n_vars = len(self.var_names)
-        check_output_memory(_n_sets(sets), n_cells, n_vars)  # before anything is embedded or allocated
+        check_output_memory(_n_sets(sets), n_samples, n_vars, size_name=size_name)  # before anything is embedded
         emb = self._as_embeddings(sets)
         batch_code = self._batch_code(batch)
         self.module.eval()
         z_all = torch.as_tensor(emb.to_numpy(), dtype=torch.float32)
-        per_call = max(1, max_cells_per_call // n_cells)
-        x = np.empty((len(z_all) * n_cells, n_vars), dtype=np.float32)  # filled block by block: one copy
+        per_call = max(1, batch_size // n_samples)
+        x = np.empty((len(z_all) * n_samples, n_vars), dtype=np.float32)  # filled block by block: one copy
         for start in range(0, len(z_all), per_call):
             z = z_all[start : start + per_call]
-            b = None if batch_code is None else torch.full((len(z), n_cells), batch_code)
-            block = self.module.sample(z, n_cells, b, **sample_kwargs).reshape(-1, n_vars)
-            x[start * n_cells : start * n_cells + len(block)] = block.cpu().numpy()
+            b = None if batch_code is None else torch.full((len(z), n_samples), batch_code)
+            block = self.module.sample(z, n_samples, b, **sample_kwargs).reshape(-1, n_vars)
+            x[start * n_samples : start * n_samples + len(block)] = block.cpu().numpy()
         if self.module.likelihood == "nb":
             self._check_depths(x)
-        obs = pd.DataFrame({"set": pd.Categorical(np.repeat(np.asarray(emb.index, dtype=str), n_cells))})
+        obs = pd.DataFrame({"set": pd.Categorical(np.repeat(np.asarray(emb.index, dtype=str), n_samples))})
         if self._batch_key:
             obs[self._batch_key] = batch
         obs.index = obs.index.astype(str)
@@ -214,7 +245,14 @@ class GenerationMixin:
             )
 
     def interpolate(
-        self, set_a: str | np.ndarray, set_b: str | np.ndarray, n_steps: int = 11, n_cells: int = 100, **generate_kwargs
+        self,
+        set_a: str | np.ndarray,
+        set_b: str | np.ndarray,
+        n_steps: int = 11,
+        n_samples: int | None = None,
+        *,
+        n_cells: int | None = None,
+        **generate_kwargs,
     ) -> AnnData:
         """Generate cells along the straight latent line between two sets.
 
@@ -227,17 +265,20 @@ class GenerationMixin:
             Set names or embeddings ``(n_latent,)``.
         n_steps
             Number of points ``t = 0, ..., 1`` on the line.
+        n_samples
+            Cells per point (default 100).
         n_cells
-            Cells per point.
+            Alias of ``n_samples`` (its former name); pass one of the two.
         **generate_kwargs
-            Passed to :meth:`generate`.
+            Passed to :meth:`generate` (e.g. ``batch_size``).
 
         Returns
         -------
         AnnData of generated cells with ``obs["t"]`` (position on the line) and ``obs["set"]``.
         """
+        n_cells, size_name = resolve_alias("n_samples", n_samples, "n_cells", n_cells, 100)
         line = self._latent_line(set_a, set_b, n_steps)
-        out = self.generate(line, n_cells=n_cells, **generate_kwargs)
+        out = self.generate(line, **{size_name: n_cells}, **generate_kwargs)
         return self._mark_line(out, line, set_a, set_b, n_cells)
 
     def _latent_line(self, set_a, set_b, n_steps: int) -> pd.DataFrame:

@@ -184,6 +184,31 @@ def default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, f
     return int(np.clip(DEFAULT_PASSES * per_pass, FEW_SETS_MIN_STEPS if few_sets else MIN_STEPS, MAX_STEPS))
 
 
+def _set_trainer_defaults(trainer_kwargs: dict, train_size, accelerator, devices, batches_per_epoch: int) -> None:
+    """Fill in the Lightning trainer options ``train()`` sets unless given (in place)."""
+    if train_size < 1.0:
+        trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+    trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+    trainer_kwargs.setdefault("gradient_clip_val", 10.0)
+    if "strategy" in trainer_kwargs:
+        trainer_kwargs["strategy"] = ddp_strategy(trainer_kwargs["strategy"])
+    elif several_processes(accelerator, devices, trainer_kwargs.get("num_nodes")):
+        trainer_kwargs["strategy"] = ddp_strategy("ddp")  # what Lightning would pick, tolerating unused parameters
+    # fewer batches than Lightning's logging interval is no reason for a warning
+    trainer_kwargs.setdefault("log_every_n_steps", max(1, min(10, batches_per_epoch)))
+
+
+def _use_scratch_dirs(scratch: contextlib.ExitStack, trainer_kwargs: dict) -> None:
+    """Point Lightning's folders to a temporary folder (removed by ``scratch``) where the user asked for none."""
+    if not _scratch_dirs(trainer_kwargs):
+        return
+    folder = scratch.enter_context(tempfile.TemporaryDirectory(prefix="scgde-train-", ignore_cleanup_errors=True))
+    trainer_kwargs["default_root_dir"] = folder
+    takes_log_dir = "log_save_dir" in inspect.signature(Trainer.__init__).parameters
+    if takes_log_dir and use_distributed_sampler(trainer_kwargs.get("strategy")):
+        trainer_kwargs["log_save_dir"] = folder  # scvi-tools keeps a DDP loss history on disk
+
+
 class TrainMixin(UnsupervisedTrainingMixin):
     """``train()`` for set models, through :class:`~scgde.data.SetDataSplitter`.
 
@@ -311,37 +336,13 @@ class TrainMixin(UnsupervisedTrainingMixin):
         while the training runs, and the loggers' levels restored afterwards. Set
         ``scvi.settings.verbosity = logging.DEBUG`` to see them.
         """
-        check_choice("lr_schedule", lr_schedule, Literal["constant", "cosine"])
-        for name, value in (("sets_per_batch", sets_per_batch), ("cells_per_set", cells_per_set)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}.")
-        if self._reader(self.adata).columns is not None:
-            raise ValueError(
-                "The AnnData's genes are in another order than the model's: train on adata[:, model.var_names]."
-            )
-        niches = registered_niches(self.adata_manager)
-        if niches is not None:
-            if mixer is not None or window is not None or kernel not in (None, "auto"):
-                raise ValueError(
-                    "This model trains on its niches (niche_key=): mixer=, kernel= and window= do not apply."
-                )
-            kernel = None
-            # one niche per cell: a pass draws about as many cells as there are
-            sizes = np.ones(int((niches.sizes >= max(1, min_set_size)).sum()), dtype=np.int64)
-        else:
-            index = registered_sets(self.adata_manager)
-            sizes = index.sizes[index.sizes >= max(1, min_set_size)]
-        n_train_cells = max(1, int(train_size * sizes.sum()))
-        if batches_per_epoch is None:
-            batches_per_epoch = max(10, math.ceil(n_train_cells / (sets_per_batch * cells_per_set)))
-        if max_epochs is None:
-            n_train_sets = n_training_sets(len(sizes), train_size)
-            labelled = getattr(self.module, "label_head", None) is not None
-            few_sets = (
-                kernel == "auto" and not self._multimodal and uses_auto_kernel(n_train_sets, mixer, window, labelled)
-            )
-            steps = self._default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)
-            max_epochs = max(1, math.ceil(steps / batches_per_epoch))
+        self._check_train_args(lr_schedule, sets_per_batch, cells_per_set)
+        kernel, sizes = self._usable_set_sizes(mixer, kernel, window, min_set_size)
+        batches_per_epoch, max_epochs = self._step_plan(
+            sizes, max_epochs, batches_per_epoch, train_size, sets_per_batch, cells_per_set, mixer, kernel, window
+        )
+        if early_stopping and train_size >= 1.0:
+            raise ValueError("early_stopping needs validation sets: use train_size < 1.")
         seed = settings.seed if settings.seed is not None else 0
         datasplitter_kwargs = {
             "cells_per_set": cells_per_set,
@@ -352,37 +353,14 @@ class TrainMixin(UnsupervisedTrainingMixin):
             "batches_per_epoch": batches_per_epoch,
             "seed": int(seed),
         }
-        if early_stopping and train_size >= 1.0:
-            raise ValueError("early_stopping needs validation sets: use train_size < 1.")
-        plan_kwargs = {"lr": lr, "lr_schedule": lr_schedule, "eps": 1e-8, "weight_decay": 0.0, **(plan_kwargs or {})}
-        if getattr(self.module, "label_head", None) is not None:
-            check_label_training(
-                label_weight, plan_kwargs, self.adata_manager, mixer=mixer, kernel=kernel, window=window
-            )
-            plan_kwargs["label_weight"] = float(label_weight)
-        if train_size < 1.0:
-            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
-        trainer_kwargs.setdefault("gradient_clip_val", 10.0)
-        if "strategy" in trainer_kwargs:
-            trainer_kwargs["strategy"] = ddp_strategy(trainer_kwargs["strategy"])
-        elif several_processes(accelerator, devices, trainer_kwargs.get("num_nodes")):
-            trainer_kwargs["strategy"] = ddp_strategy("ddp")  # what Lightning would pick, tolerating unused parameters
-        # fewer batches than Lightning's logging interval is no reason for a warning
-        trainer_kwargs.setdefault("log_every_n_steps", max(1, min(10, batches_per_epoch)))
+        plan_kwargs = self._plan_kwargs(lr, lr_schedule, plan_kwargs, label_weight, mixer, kernel, window)
+        _set_trainer_defaults(trainer_kwargs, train_size, accelerator, devices, batches_per_epoch)
         self.module.train()  # embedding calls leave the module in eval mode
         self.training_interrupted_, self._steps_done = False, None
         with contextlib.ExitStack() as scratch, quiet_lightning(), warnings.catch_warnings():
             if not early_stopping:  # scvi-tools says it turned off what was not asked for
                 warnings.filterwarnings("ignore", message="early_stopping was automatically disabled")
-            if _scratch_dirs(trainer_kwargs):  # write nothing where the user did not ask
-                folder = scratch.enter_context(
-                    tempfile.TemporaryDirectory(prefix="scgde-train-", ignore_cleanup_errors=True)
-                )
-                trainer_kwargs["default_root_dir"] = folder
-                takes_log_dir = "log_save_dir" in inspect.signature(Trainer.__init__).parameters
-                if takes_log_dir and use_distributed_sampler(trainer_kwargs.get("strategy")):
-                    trainer_kwargs["log_save_dir"] = folder  # scvi-tools keeps a DDP loss history on disk
+            _use_scratch_dirs(scratch, trainer_kwargs)
             out = super().train(
                 max_epochs=max_epochs,
                 accelerator=accelerator,
@@ -394,6 +372,63 @@ class TrainMixin(UnsupervisedTrainingMixin):
                 plan_kwargs=plan_kwargs,
                 **trainer_kwargs,
             )
+        self._after_training()
+        return out
+
+    def _check_train_args(self, lr_schedule, sets_per_batch: int, cells_per_set: int) -> None:
+        """Refuse options that cannot train, before anything is computed."""
+        check_choice("lr_schedule", lr_schedule, Literal["constant", "cosine"])
+        for name, value in (("sets_per_batch", sets_per_batch), ("cells_per_set", cells_per_set)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
+        if self._reader(self.adata).columns is not None:
+            raise ValueError(
+                "The AnnData's genes are in another order than the model's: train on adata[:, model.var_names]."
+            )
+
+    def _usable_set_sizes(self, mixer, kernel, window, min_set_size: int) -> tuple:
+        """The ``kernel`` option in force and the sizes of the sets that are large enough to train on.
+
+        A niche model trains on its niches (one per cell, no kernel neighbourhoods); a pass over them draws
+        about as many cells as there are niches.
+        """
+        niches = registered_niches(self.adata_manager)
+        if niches is None:
+            index = registered_sets(self.adata_manager)
+            return kernel, index.sizes[index.sizes >= max(1, min_set_size)]
+        if mixer is not None or window is not None or kernel not in (None, "auto"):
+            raise ValueError("This model trains on its niches (niche_key=): mixer=, kernel= and window= do not apply.")
+        return None, np.ones(int((niches.sizes >= max(1, min_set_size)).sum()), dtype=np.int64)
+
+    def _step_plan(
+        self, sizes, max_epochs, batches_per_epoch, train_size, sets_per_batch, cells_per_set, mixer, kernel, window
+    ) -> tuple[int, int]:
+        """``(batches_per_epoch, max_epochs)``: the given ones, or the defaults the data decide."""
+        n_train_cells = max(1, int(train_size * sizes.sum()))
+        if batches_per_epoch is None:
+            batches_per_epoch = max(10, math.ceil(n_train_cells / (sets_per_batch * cells_per_set)))
+        if max_epochs is None:
+            n_train_sets = n_training_sets(len(sizes), train_size)
+            labelled = getattr(self.module, "label_head", None) is not None
+            few_sets = (
+                kernel == "auto" and not self._multimodal and uses_auto_kernel(n_train_sets, mixer, window, labelled)
+            )
+            steps = self._default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)
+            max_epochs = max(1, math.ceil(steps / batches_per_epoch))
+        return batches_per_epoch, max_epochs
+
+    def _plan_kwargs(self, lr, lr_schedule, plan_kwargs, label_weight, mixer, kernel, window) -> dict:
+        """Options of the training plan: the optimiser's, the user's, and the label loss's weight."""
+        plan_kwargs = {"lr": lr, "lr_schedule": lr_schedule, "eps": 1e-8, "weight_decay": 0.0, **(plan_kwargs or {})}
+        if getattr(self.module, "label_head", None) is not None:
+            check_label_training(
+                label_weight, plan_kwargs, self.adata_manager, mixer=mixer, kernel=kernel, window=window
+            )
+            plan_kwargs["label_weight"] = float(label_weight)
+        return plan_kwargs
+
+    def _after_training(self) -> None:
+        """Eval mode, the interruption warning, the split kept on the model, and the support calibrated."""
         self.module.eval()
         if self.training_interrupted_:
             done, planned = self._steps_done or (0, None)
@@ -402,8 +437,7 @@ class TrainMixin(UnsupervisedTrainingMixin):
                 f"Training was interrupted (KeyboardInterrupt) after {done:,}{of} optimiser steps; the model keeps "
                 "the weights trained so far (model.training_interrupted_ is True): call train() again to go on.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self.train_sets_, self.validation_sets_ = self.train_indices_, self.validation_indices_
         self._calibrate_support()  # generated zeros follow the data's (non-negative data only)
-        return out
