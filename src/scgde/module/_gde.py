@@ -11,6 +11,7 @@ from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor
 
 from scgde.nn import ENCODERS, GENERATORS, SparseRows, build_encoder, build_generator
+from scgde.nn._distances import gaussian_w2_pairs
 from scgde.nn._layers import log_normalise
 from scgde.nn._sparse import sparse_log_normalise
 
@@ -22,6 +23,8 @@ LIKELIHOODS = ("gaussian", "nb")
 N_CURVE = 129
 #: generated sets are projected onto the data's support using at least this many cells per set vector
 MIN_PROJECTION_CELLS = 200
+#: the latent W2 term compares sets in at most this many (fixed random) directions of the encoder's input
+W2_MAX_DIM = 64
 
 
 def _accepted(cls: type, options: dict) -> dict:
@@ -54,6 +57,11 @@ class GDEModule(SetModule):
     n_set_labels, set_label_kind
         Set-level label head on ``z`` (``scgde.module._heads.SetLabelHead``): number of classes
         (1 for regression) and ``"classification"`` or ``"regression"``; ``None``: no head.
+    w2_weight
+        Weight of a term that makes latent distances match W2: for random pairs of the batch's sets,
+        ``(|z_i - z_j| - W2_ij)^2``, with ``W2_ij`` the Gaussian (Frechet) W2 between the two subsets'
+        sample moments in the encoder's input space (projected on ``W2_MAX_DIM`` fixed random
+        directions when there are more features). ``0``: none (the paper's GDE).
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class GDEModule(SetModule):
         generator_kwargs: dict | None = None,
         n_set_labels: int = 0,
         set_label_kind: HeadKind | None = None,
+        w2_weight: float = 0.0,
     ):
         super().__init__()
         if encoder not in ENCODERS:
@@ -99,6 +108,14 @@ class GDEModule(SetModule):
         self.register_buffer("zero_curves", torch.full((n_input, N_CURVE), math.nan))
         # range of the training data's log library sizes (nb), for warnings about generated depths
         self.register_buffer("log_library_range", torch.tensor([-math.inf, math.inf]))
+        if w2_weight < 0:
+            raise ValueError(f"w2_weight must be >= 0, got {w2_weight}.")
+        self.w2_weight = float(w2_weight)
+        if n_input > W2_MAX_DIM:  # fixed random directions (a buffer: saved with the model)
+            basis = torch.linalg.qr(torch.randn(n_input, W2_MAX_DIM, generator=torch.Generator().manual_seed(0)))[0]
+            self.register_buffer("w2_basis", basis)
+        else:
+            self.w2_basis = None
         self.label_head = None
         if set_label_kind is not None:
             self.label_head = SetLabelHead(n_latent, n_set_labels, set_label_kind, n_hidden)
@@ -240,12 +257,28 @@ class GDEModule(SetModule):
             per_set = self.generator.loss(
                 self.generator_input(x), z, tensors.get("weights"), self.covariates(tensors.get("batch"))
             )
+        total, extra = generator_weight * per_set.mean(), {}
+        if self.w2_weight > 0 and x.shape[0] > 1:
+            w2_loss = self.latent_w2_loss(x, z, tensors.get("weights"))
+            total = total + self.w2_weight * w2_loss
+            extra["w2_loss"] = w2_loss.detach()
         if self.label_head is None:
-            return LossOutput(loss=per_set.mean(), reconstruction_loss=per_set, n_obs_minibatch=x.shape[0])
+            return LossOutput(loss=total, reconstruction_loss=per_set, n_obs_minibatch=x.shape[0], extra_metrics=extra)
         label_loss, _ = self.label_head.loss(z, tensors["set_label"])
-        total = generator_weight * per_set.mean() + label_weight * label_loss
-        extra = {"generator_loss": per_set.mean().detach(), "label_loss": label_loss.detach()}
+        total = total + label_weight * label_loss
+        extra.update({"generator_loss": per_set.mean().detach(), "label_loss": label_loss.detach()})
         return LossOutput(loss=total, reconstruction_loss=per_set, n_obs_minibatch=x.shape[0], extra_metrics=extra)
+
+    def latent_w2_loss(self, x: Tensor, z: Tensor, weights: Tensor | None = None) -> Tensor:
+        """Mean of ``(|z_i - z_j| - W2_ij)^2`` over the pairs (set ``i``, set ``i + 1``) of a batch (see ``w2_weight``)."""
+        with torch.no_grad():
+            h = self.encoder_input(x)
+            if self.w2_basis is not None:
+                h = h @ self.w2_basis
+            partner = torch.roll(torch.arange(x.shape[0], device=x.device), 1)
+            w_partner = None if weights is None else weights[partner]
+            target = gaussian_w2_pairs(h.float(), h[partner].float(), weights, w_partner)
+        return ((z - z[partner]).norm(dim=-1) - target.to(z.dtype)).pow(2).mean()
 
     @torch.no_grad()
     @auto_move_data

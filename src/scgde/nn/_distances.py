@@ -149,3 +149,25 @@ DISTANCES: dict[str, Callable] = {
     "energy": energy_distance,
     "sinkhorn": sinkhorn_divergence,
 }
+
+
+def gaussian_w2_pairs(x: Tensor, y: Tensor, x_weights: Tensor | None = None, y_weights: Tensor | None = None) -> Tensor:
+    """W2 between the Gaussians of the (weighted) sample moments of paired sets ``x (B, n, D)``, ``y (B, m, D)``.
+
+    ``W2^2 = |mu_x - mu_y|^2 + tr S_x + tr S_y - 2 tr (S_x^1/2 S_y S_x^1/2)^1/2`` (the Frechet distance), one value per
+    pair; a small ridge keeps the square roots differentiable when a set has fewer elements than dimensions.
+    """
+    moments = []
+    for s, w in ((x, x_weights), (y, y_weights)):
+        w = _normalise(w, s)
+        mean = (w[..., None] * s).sum(1)
+        centred = s - mean[:, None]
+        cov = (w[..., None] * centred).transpose(1, 2) @ centred
+        moments.append((mean, cov + 1e-4 * torch.eye(s.shape[-1], device=s.device, dtype=s.dtype)))
+    (mx, cx), (my, cy) = moments
+    values, vectors = torch.linalg.eigh(cx)
+    root_x = vectors @ torch.diag_embed(values.clamp_min(0).sqrt()) @ vectors.transpose(1, 2)
+    cross = torch.linalg.eigvalsh(root_x @ cy @ root_x).clamp_min(0).sqrt().sum(-1)
+    trace = torch.diagonal(cx, dim1=1, dim2=2).sum(-1) + torch.diagonal(cy, dim1=1, dim2=2).sum(-1)
+    sq = (mx - my).pow(2).sum(-1) + (trace - 2 * cross).clamp_min(0)
+    return torch.sqrt(sq + 1e-12)
