@@ -10,9 +10,11 @@ import pandas as pd
 import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
+from torch import Tensor
 
 from scgde.data import pca_coordinates, registered_niches, registered_sets
 from scgde.module import N_CURVE
+from scgde.module._gde import MIN_PROJECTION_CELLS
 
 SetsOrEmbeddings = str | Sequence[str] | pd.DataFrame | np.ndarray
 
@@ -140,7 +142,8 @@ class GenerationMixin:
         batch
             Batch category to generate in (required if the model was set up with a ``batch_key``).
         batch_size
-            Bound on cells generated per network call (memory; default 65,536).
+            Bound on cells generated per network call (memory; default 65,536); a set of more cells is
+            generated in pieces (and, on non-negative data, put on the data's support as a whole).
         n_cells
             Alias of ``n_samples`` (its former name); pass one of the two.
         max_cells_per_call
@@ -169,13 +172,18 @@ class GenerationMixin:
         batch_code = self._batch_code(batch)
         self.module.eval()
         z_all = torch.as_tensor(emb.to_numpy(), dtype=torch.float32)
-        per_call = max(1, batch_size // n_samples)
         x = np.empty((len(z_all) * n_samples, n_vars), dtype=np.float32)  # filled block by block: one copy
-        for start in range(0, len(z_all), per_call):
-            z = z_all[start : start + per_call]
-            b = None if batch_code is None else torch.full((len(z), n_samples), batch_code)
-            block = self.module.sample(z, n_samples, b, **sample_kwargs).reshape(-1, n_vars)
-            x[start * n_samples : start * n_samples + len(block)] = block.cpu().numpy()
+        if n_samples > batch_size:  # a set does not fit in one call: each set in pieces
+            for i in range(len(z_all)):
+                rows = x[i * n_samples : (i + 1) * n_samples]
+                self._generate_set_in_pieces(z_all[i : i + 1], rows, batch_code, batch_size, **sample_kwargs)
+        else:
+            per_call = batch_size // n_samples
+            for start in range(0, len(z_all), per_call):
+                z = z_all[start : start + per_call]
+                b = None if batch_code is None else torch.full((len(z), n_samples), batch_code)
+                block = self.module.sample(z, n_samples, b, **sample_kwargs).reshape(-1, n_vars)
+                x[start * n_samples : start * n_samples + len(block)] = block.cpu().numpy()
         if self.module.likelihood == "nb":
             self._check_depths(x)
         obs = pd.DataFrame({"set": pd.Categorical(np.repeat(np.asarray(emb.index, dtype=str), n_samples))})
@@ -183,6 +191,27 @@ class GenerationMixin:
             obs[self._batch_key] = batch
         obs.index = obs.index.astype(str)
         return self._wrap_generated(x, obs)
+
+    def _generate_set_in_pieces(
+        self, z: Tensor, out: np.ndarray, batch_code: int | None, piece: int, project: bool = True, **sample_kwargs
+    ) -> None:
+        """Fill ``out`` ``(n, n_vars)`` with cells of one set vector ``z`` ``(1, L)``, at most ``piece`` per call.
+
+        The generator draws the set in pieces; a set put on the data's support (``project``) is then projected
+        as a whole, as :meth:`~scgde.module.GDEModule.sample` does, from at least ``MIN_PROJECTION_CELLS`` cells.
+        """
+        n = len(out)
+        project = project and self.module.projects_support
+        n_draw = max(n, MIN_PROJECTION_CELLS) if project else n
+        # without projection the pieces go straight into the output; with it, into one set-sized buffer first
+        target = torch.empty((n_draw, out.shape[1]), dtype=torch.float32) if project else torch.from_numpy(out)
+        for start in range(0, n_draw, piece):
+            size = min(piece, n_draw - start)
+            b = None if batch_code is None else torch.full((1, size), batch_code)
+            target[start : start + size] = self.module.sample(z, size, b, project=False, **sample_kwargs)[0].cpu()
+        if project:
+            projected = self.module.project_support(target[None].to(self.device))
+            out[:] = projected[0, :n].cpu().numpy()
 
     @torch.inference_mode()
     def _calibrate_support(self, n_neighbourhoods: int = 400, n_neighbors: int = 100) -> None:

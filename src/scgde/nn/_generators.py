@@ -18,11 +18,20 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from scvi.distributions import NegativeBinomial
 from torch import Tensor, nn
 
 from ._distances import DISTANCES
-from ._layers import MLP, FiLMMLP, TimeEmbedding, broadcast_condition, set_mean
+from ._layers import (
+    CHUNK_ELEMENTS,
+    MLP,
+    FiLMMLP,
+    TimeEmbedding,
+    broadcast_condition,
+    feature_chunked_sum,
+    set_mean,
+)
 
 _LOG_2PI = math.log(2 * math.pi)
 Conditioning = Literal["film", "concat"]
@@ -117,6 +126,22 @@ class CVAEGenerator(ConditionalGenerator):
     def _encode_input(self, x: Tensor) -> Tensor:
         return torch.log1p(x) if self.likelihood == "nb" else x
 
+    def _q_first_layer(self, x: Tensor, cond: Tensor) -> Tensor:
+        # the first layer of q([input, cond]) as two products: the same map without a concatenated copy
+        first, width = self.q[0], x.shape[-1]
+        h = F.linear(self._encode_input(x), first.weight[:, :width])
+        return h + F.linear(cond, first.weight[:, width:], first.bias)
+
+    def _encode_elements(self, x: Tensor, cond: Tensor) -> Tensor:
+        """``q([input(x), cond])``; for large batches the encoded input is recomputed in backward, not kept."""
+        if x.numel() > CHUNK_ELEMENTS and torch.is_grad_enabled():
+            h = torch.utils.checkpoint.checkpoint(self._q_first_layer, x, cond, use_reentrant=False)
+        else:
+            h = self._q_first_layer(x, cond)
+        for layer in list(self.q)[1:]:
+            h = layer(h)
+        return h
+
     @torch.no_grad()
     def init_library(self, log_mean: Tensor, log_sd: Tensor, batch_offsets: Tensor | None = None) -> None:
         """Start the library-size model at the data's log library sizes.
@@ -139,7 +164,7 @@ class CVAEGenerator(ConditionalGenerator):
 
     def loss(self, x, z, weights=None, covariates=None):
         cond = broadcast_condition(z, x.shape[1], covariates)
-        mu_u, log_var_u = self.q(torch.cat([self._encode_input(x), cond], -1)).chunk(2, dim=-1)
+        mu_u, log_var_u = self._encode_elements(x, cond).chunk(2, dim=-1)
         log_var_u = log_var_u.clamp(-10, 10)
         u = mu_u + torch.randn_like(mu_u) * torch.exp(0.5 * log_var_u)
         if self.prior == "standard":
@@ -169,19 +194,110 @@ class CVAEGenerator(ConditionalGenerator):
         return nb_library_sample(out, self.log_theta, self.library(cond), noise)
 
 
-def gaussian_nll(x: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
-    """Negative log density of ``x`` under a diagonal Gaussian (``log_var`` clamped), summed over features."""
+def _gaussian_nll_sum(x: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
     log_var = log_var.clamp(-10, 10)
     return 0.5 * (_LOG_2PI + log_var + (x - mean).pow(2) / log_var.exp()).sum(-1)
+
+
+def gaussian_nll(x: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
+    """Negative log density of ``x`` under a diagonal Gaussian (``log_var`` clamped), summed over features.
+
+    Large inputs are evaluated in feature chunks with bounded memory (:func:`~scgde.nn._layers.feature_chunked_sum`).
+    """
+    return feature_chunked_sum(_gaussian_nll_sum, (x, mean, log_var))
+
+
+def nb_log_prob(x: Tensor, mu: Tensor, theta: Tensor, eps: float = 1e-8) -> Tensor:
+    """Elementwise log-pmf of counts ``x`` under NB(mean ``mu``, inverse dispersion ``theta``).
+
+    The same expression as scvi-tools' ``log_nb_positive`` (what ``NegativeBinomial(mu, theta).log_prob``
+    computes), without the distribution object's argument validation.
+    """
+    log_theta_mu_eps = torch.log(theta + mu + eps)
+    return (
+        theta * (torch.log(theta + eps) - log_theta_mu_eps)
+        + x * (torch.log(mu + eps) - log_theta_mu_eps)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+    )
+
+
+def _nb_softmax_nll_sum(x: Tensor, logits: Tensor, log_theta: Tensor, log_norm: Tensor, lib: Tensor) -> Tensor:
+    """``-sum log NB(x | lib x exp(logits - log_norm), exp(log_theta))`` over the features of a chunk."""
+    return -nb_log_prob(x, lib * torch.exp(logits - log_norm), log_theta.exp()).sum(-1)
+
+
+class _NBSoftmaxNLL(torch.autograd.Function):
+    """:func:`_nb_softmax_nll_sum` with analytic gradients: only the inputs are kept for backward.
+
+    The backward pass recomputes the mean from the saved inputs and needs one ``digamma`` per value instead
+    of autograd's graph of ~20 full-size intermediates (or a checkpointed recomputation of the ``lgamma`` terms).
+    """
+
+    @staticmethod
+    def forward(ctx, x, logits, log_theta, log_norm, lib):
+        ctx.save_for_backward(x, logits, log_theta, log_norm, lib)
+        return _nb_softmax_nll_sum(x, logits, log_theta, log_norm, lib)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, logits, log_theta, log_norm, lib = ctx.saved_tensors
+        eps, g = 1e-8, grad[..., None]
+        theta = log_theta.exp()
+        mu = torch.exp(logits - log_norm).mul_(lib)
+        s = mu + (theta + eps)
+        theta_x = x + theta
+        ratio = theta_x / s  # (theta + x) / (theta + mu + eps)
+        d_logits = d_log_theta = d_log_norm = None
+        if ctx.needs_input_grad[2]:
+            # d log p / d theta = log(theta + eps) + theta / (theta + eps) - log(s) - ratio + digamma(x + theta) - digamma(theta)
+            d_theta = torch.digamma(theta_x).sub_(s.log_()).sub_(ratio)
+            per_gene = torch.log(theta + eps) + theta / (theta + eps) - torch.digamma(theta)
+            rows = g.reshape(-1)
+            d_log_theta = -(rows @ d_theta.reshape(-1, theta.shape[-1]) + rows.sum() * per_gene) * theta
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
+            # d nll / d mu = ratio - x / (mu + eps); d mu / d logits = mu (the part not through log_norm)
+            d_logits = ratio.sub_(x / (mu + eps)).mul_(mu).mul_(g)
+            if ctx.needs_input_grad[3]:
+                d_log_norm = -d_logits.sum(-1, keepdim=True)
+        return None, d_logits, d_log_theta, d_log_norm, None
+
+
+def nb_softmax_nll(x: Tensor, logits: Tensor, log_theta: Tensor, lib: Tensor) -> Tensor:
+    """``-sum_g log NB(x_g | lib x softmax(logits)_g, exp(log_theta_g))``, ``(...)``.
+
+    Parameters
+    ----------
+    x
+        Counts ``(..., G)``.
+    logits
+        Decoder output ``(..., G)``; its softmax gives the expression proportions.
+    log_theta
+        Log inverse dispersion per gene ``(G,)``.
+    lib
+        Library sizes ``(..., 1)``.
+
+    Notes
+    -----
+    The softmax normaliser is computed once (``logsumexp``); the log-pmf has analytic gradients that keep only
+    the inputs, not its ~20 full-size intermediates, between the forward and the backward pass, and large inputs
+    (more than :data:`~scgde.nn._layers.CHUNK_ELEMENTS` values) are evaluated in gene chunks, forward and
+    backward, so that the intermediates of only one chunk are alive at a time. Values and gradients equal
+    ``-NegativeBinomial(lib * softmax(logits), exp(log_theta)).log_prob(x).sum(-1)`` up to float rounding.
+    """
+    log_norm = torch.logsumexp(logits, -1, keepdim=True)
+    return feature_chunked_sum(_NBSoftmaxNLL.apply, (x, logits, log_theta), (log_norm, lib), recompute=False)
 
 
 def nb_library_nll(x: Tensor, logits: Tensor, log_theta: Tensor, library: Tensor) -> Tensor:
     """scVI-style count likelihood: NB(library x softmax(logits), theta) plus a log-normal library size.
 
-    ``library`` ``(..., 2)`` holds the mean and log-sd of the log library size.
+    ``library`` ``(..., 2)`` holds the mean and log-sd of the log library size. The NB term is
+    :func:`nb_softmax_nll` (bounded memory for large batches).
     """
     lib = x.sum(-1, keepdim=True).clamp_min(1.0)
-    nll = -NegativeBinomial(mu=lib * torch.softmax(logits, -1), theta=log_theta.exp()).log_prob(x).sum(-1)
+    nll = nb_softmax_nll(x, logits, log_theta, lib)
     lib_mu, lib_log_sd = library.unbind(-1)
     lib_log_sd = lib_log_sd.clamp(-5, 3)
     return nll + 0.5 * (_LOG_2PI + 2 * lib_log_sd + ((torch.log(lib[..., 0]) - lib_mu) / lib_log_sd.exp()).pow(2))

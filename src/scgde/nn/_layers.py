@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 
@@ -114,3 +115,57 @@ def broadcast_condition(z: Tensor, n: int, covariates: Tensor | None = None) -> 
     if covariates is not None:
         cond = torch.cat([cond, covariates.to(z.dtype)], dim=-1)
     return cond
+
+
+#: values (elements x features) of one piece of a feature-wise loss above which it is evaluated in feature
+#: chunks under activation checkpointing (64 MB of float32); smaller inputs take one plain, uncheckpointed pass
+CHUNK_ELEMENTS = 2**24
+
+
+def feature_chunked_sum(
+    fn,
+    wide: tuple[Tensor, ...],
+    narrow: tuple[Tensor, ...] = (),
+    max_elements: int | None = None,
+    recompute: bool = True,
+):
+    """``fn(*wide, *narrow)`` for a loss that is a sum over the last (feature) axis, with bounded memory.
+
+    Parameters
+    ----------
+    fn
+        Maps chunks of the ``wide`` tensors (split along their last axis) and the ``narrow`` tensors to the
+        loss of those features, summed over them, ``(...)``.
+    wide
+        Tensors whose last axis is the feature axis (the first one's shape sets the chunk size); per-feature
+        parameters ``(D,)`` are split alike.
+    narrow
+        Tensors passed whole to every chunk (e.g. per-element normalisers ``(..., 1)``).
+    max_elements
+        Values of the first wide tensor per chunk (default :data:`CHUNK_ELEMENTS`).
+    recompute
+        Checkpoint each chunk (``False``: ``fn`` already keeps only its inputs, e.g. an autograd function with
+        its own backward).
+
+    Returns
+    -------
+    The loss summed over all features. When the first wide tensor has more than ``max_elements`` values, it is
+    the sum of the chunks' losses, each computed under :func:`torch.utils.checkpoint.checkpoint` while gradients
+    are recorded: only the inputs are kept for the backward pass, which recomputes one chunk at a time, so the
+    full-size intermediates of ``fn`` are never alive together. Otherwise ``fn`` runs once on everything.
+    """
+    max_elements = CHUNK_ELEMENTS if max_elements is None else max_elements
+    n_features = wide[0].shape[-1]
+    rows = wide[0].numel() // max(n_features, 1)
+    size = max(1, max_elements // max(rows, 1))
+    if size >= n_features:
+        return fn(*wide, *narrow)
+    record = recompute and torch.is_grad_enabled() and any(t.requires_grad for t in (*wide, *narrow))
+    total = None
+    for parts in zip(*(t.split(size, dim=-1) for t in wide), strict=True):
+        if record:
+            out = torch.utils.checkpoint.checkpoint(fn, *parts, *narrow, use_reentrant=False)
+        else:
+            out = fn(*parts, *narrow)
+        total = out if total is None else total + out
+    return total
