@@ -132,7 +132,7 @@ def wu_mudata(path: Path = WU, n_genes: int = 500):
         genes = obs[chain].astype(str)
         fam = genes.str.extract(r"^(TR[AB]V\d+)")[0]
         families[chain] = fam.where(genes != "nan")
-    onehot = pd.get_dummies(pd.concat([families[c] for c in families], axis=1).stack()).groupby(level=0).max()
+    onehot = pd.get_dummies(pd.concat(families, axis=1).stack()).groupby(level=0).max()
     onehot = onehot.reindex(obs.index).fillna(False).astype(np.float32)
     has_tcr = onehot.sum(1) > 0
     tcr = ad.AnnData(onehot[has_tcr].to_numpy(), obs=obs.loc[has_tcr, []], var=pd.DataFrame(index=onehot.columns))

@@ -121,7 +121,7 @@ def test_gaussian_model_of_raw_counts_warns():
 # ---------------------------------------------------------------- 2. cells and sets dropped silently
 def test_cells_without_a_set_label_are_counted():
     adata = _log_normalised(_counts())
-    labels = adata.obs["set"].astype(object).to_numpy()
+    labels = adata.obs["set"].astype(object).to_numpy(copy=True)
     labels[np.random.default_rng(0).choice(adata.n_obs, 20, replace=False)] = np.nan
     adata.obs["set"] = labels
     with pytest.warns(UserWarning, match=r"20 of 200 cells have a missing value.*set_key='set'"):

@@ -181,8 +181,10 @@ def _length(elem) -> int:
     if isinstance(elem, h5py.Dataset):
         return int(elem.shape[0])
     # a dataframe group: its index, or (older files) the first column
-    index = elem.attrs.get("_index", "_index")
-    return int(elem[index].shape[0])
+    index = elem[elem.attrs.get("_index", "_index")]
+    if isinstance(index, h5py.Group):  # anndata 0.13 with pandas 3: a string array with its mask
+        index = index["values"] if "values" in index else index["codes"]
+    return int(index.shape[0])
 
 
 def peek_h5ad(path: str | Path, what: str = "data file") -> H5adInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -53,6 +54,24 @@ class GeneOrder:
         """Contiguous rows ``start:stop`` as a CSR matrix, columns in the model's order."""
         out = self.fetcher.sparse_slice(start, stop)
         return out if self.columns is None else out[:, self.columns]
+
+
+def host_tensor(array: np.ndarray, device=None) -> torch.Tensor:
+    """``array`` as a tensor on ``device``, sharing its memory when it may.
+
+    A writable array is wrapped without copying (the hot path: blocks read from a backed file or
+    gathered by row). A read-only one (a view of anndata >= 0.13's copy-on-write ``X``, a pandas 3
+    column, a memory map) is copied when the tensor stays on the CPU, since a tensor that shares
+    its memory could be written in place; for another device the transfer is the copy, so it is
+    wrapped only for that transfer.
+    """
+    if array.flags.writeable:
+        return torch.from_numpy(array).to(device)
+    if device is None or torch.device(device).type == "cpu":
+        return torch.from_numpy(array.copy())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(array).to(device)
 
 
 def default_chunk_size(n_vars: int) -> int:
@@ -143,9 +162,9 @@ class SetChunks:
                 rows = self.rows[start:stop]
                 x = self.fetcher.sparse_rows(rows) if sparse else self.fetcher.rows(rows)
                 seg = self.codes[rows]
-            w = None if self.weights is None else torch.as_tensor(self.weights(rows), dtype=torch.float32)
+            w = None if self.weights is None else host_tensor(np.asarray(self.weights(rows), np.float32), self.device)
             x = self._elements(x)
-            yield x, torch.from_numpy(seg).to(self.device), None if w is None else w.to(self.device)
+            yield x, host_tensor(seg, self.device), w
 
     def _elements(self, block):
         """The encoder's elements of a block read from the matrix (sparse kept sparse when possible)."""
@@ -155,7 +174,7 @@ class SetChunks:
                 return out
             self.sparse_transform = None  # the module reads dense elements: read dense from now on
             block = block.toarray()
-        return self.transform(torch.from_numpy(block).to(self.device))
+        return self.transform(host_tensor(block, self.device))
 
 
 class ChainedChunks:

@@ -463,8 +463,8 @@ def weinreb2020(
         raise ValueError(f"{files['metadata']} lacks the LARRY metadata columns {missing}; got {list(meta.columns)}.")
     with gzip.open(files["genes"], "rt") as handle:
         genes = np.array([line.strip() for line in handle if line.strip()], dtype=object)
-    counts = sparse.csr_matrix(mmread(files["counts"]), dtype=np.float32)
-    clones = sparse.csr_matrix(mmread(files["clones"]), dtype=np.float32)
+    counts = sparse.csr_matrix(mmread(files["counts"], spmatrix=False), dtype=np.float32)
+    clones = sparse.csr_matrix(mmread(files["clones"], spmatrix=False), dtype=np.float32)
     n_cells = len(meta)
     if counts.shape != (n_cells, len(genes)):
         raise ValueError(

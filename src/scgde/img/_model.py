@@ -263,7 +263,7 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
             raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
         emb = self._as_embeddings(sets)
         self.module.eval()
-        z_all = torch.as_tensor(emb.to_numpy(), dtype=torch.float32)
+        z_all = torch.tensor(emb.to_numpy(), dtype=torch.float32)
         options: dict = {"guidance": guidance}
         if n_sample_steps is not None:
             options["n_steps"] = int(n_sample_steps)

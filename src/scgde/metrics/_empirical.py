@@ -102,7 +102,10 @@ def _torch_distance(fn: Callable, x, y, x_weights, y_weights, **kwargs) -> np.nd
     b = _weights(y_weights, y, "y_weights", "y")
 
     def t(arr):
-        return None if arr is None else torch.from_numpy(np.ascontiguousarray(arr))
+        if arr is None:
+            return None
+        arr = np.ascontiguousarray(arr)
+        return torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch cannot wrap read-only memory
 
     with torch.no_grad():
         out = fn(t(x), t(y), t(a), t(b), **kwargs)

@@ -63,7 +63,11 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
     generator_kwargs={"conditioning": "film"})`` trained for twice the default steps made latent
     distances track W2 (Spearman 0.97 against 0.61 on 50-D Gaussian sets, the distance-matrix
     job of ``benchmarks/speed.py``); it is no general replacement (0.75 against the default's
-    0.95 on 2-D covariance-heavy sets).
+    0.95 on 2-D covariance-heavy sets). ``GDE(adata, w2_weight=1.0)`` adds a term that pulls latent
+    distances toward the Gaussian W2 of the sets' subsets; on Gaussian families it ranked pairs by W2
+    better than the default at d = 2, 10 and on 50-D sets whose covariances vary along a few directions,
+    but worse at d = 30 with random rotations (``benchmarks/probe.py``, ``docs/benchmarks.md``); it is not
+    measured on real data.
 
     Parameters
     ----------
@@ -94,7 +98,7 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
         ``"nonnegative"`` forces this, ``"real"`` turns it off (scaled or PCA data).
     **kwargs
         Passed to :class:`~scgde.module.GDEModule` (e.g. ``encoder_kwargs={"n_blocks": 4}``,
-        ``generator_kwargs={"n_sample_steps": 64}``).
+        ``generator_kwargs={"n_sample_steps": 64}``, ``w2_weight=1.0``).
 
     Examples
     --------
@@ -393,7 +397,7 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
         batch = None
         if self._batch_key:
             batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
-        return torch.as_tensor(log_lib), None if batch is None else torch.as_tensor(batch)
+        return torch.as_tensor(log_lib), None if batch is None else torch.tensor(batch)
 
 
 def gene_columns(query: pd.Index, trained: pd.Index) -> np.ndarray | None:

@@ -171,7 +171,7 @@ class GenerationMixin:
         emb = self._as_embeddings(sets)
         batch_code = self._batch_code(batch)
         self.module.eval()
-        z_all = torch.as_tensor(emb.to_numpy(), dtype=torch.float32)
+        z_all = torch.tensor(emb.to_numpy(), dtype=torch.float32)  # a copy: pandas 3 arrays are read-only
         x = np.empty((len(z_all) * n_samples, n_vars), dtype=np.float32)  # filled block by block: one copy
         if n_samples > batch_size:  # a set does not fit in one call: each set in pieces
             for i in range(len(z_all)):

@@ -110,7 +110,7 @@ class SupervisionMixin:
         emb = self.get_set_representation(adata, set_key, sets, chunk_size=chunk_size, progress_bar=progress_bar)
         head = self.module.label_head
         head.eval()
-        z = torch.as_tensor(emb.to_numpy(), dtype=torch.float32, device=self.device)
+        z = torch.tensor(emb.to_numpy(), dtype=torch.float32, device=self.device)
         out = head.predict(z).cpu().numpy()
         if state["kind"] == "regression":
             return pd.DataFrame({"predicted": out}, index=emb.index)

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from scvi import settings
 from scvi.model._utils import use_distributed_sampler
 from scvi.model.base import UnsupervisedTrainingMixin
-from scvi.train import Trainer, TrainRunner
+from scvi.train import Trainer, TrainingPlan, TrainRunner
 
 from scgde.data import SetDataSplitter, n_training_sets, registered_niches, registered_sets, uses_auto_kernel
 
@@ -172,6 +172,10 @@ def _scratch_dirs(trainer_kwargs: dict) -> bool:
     callbacks = trainer_kwargs.get("callbacks") or []
     callbacks = callbacks if isinstance(callbacks, list | tuple) else [callbacks]
     return not any(isinstance(c, Checkpoint) for c in callbacks)
+
+
+#: whether scvi-tools' training plan has the ``fused_optimizer`` option (1.5 and newer)
+_PLAN_TAKES_FUSED = "fused_optimizer" in inspect.signature(TrainingPlan.__init__).parameters
 
 
 def default_steps(n_train_cells: int, sets_per_batch: int, cells_per_set: int, few_sets: bool = False) -> int:
@@ -420,6 +424,8 @@ class TrainMixin(UnsupervisedTrainingMixin):
     def _plan_kwargs(self, lr, lr_schedule, plan_kwargs, label_weight, mixer, kernel, window) -> dict:
         """Options of the training plan: the optimiser's, the user's, and the label loss's weight."""
         plan_kwargs = {"lr": lr, "lr_schedule": lr_schedule, "eps": 1e-8, "weight_decay": 0.0, **(plan_kwargs or {})}
+        if _PLAN_TAKES_FUSED:  # scvi-tools >= 1.5: its fused Adam refuses gradient clipping under mixed precision
+            plan_kwargs.setdefault("fused_optimizer", False)
         if getattr(self.module, "label_head", None) is not None:
             check_label_training(
                 label_weight, plan_kwargs, self.adata_manager, mixer=mixer, kernel=kernel, window=window

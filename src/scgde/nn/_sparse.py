@@ -17,6 +17,12 @@ import torch
 from torch import Tensor
 
 
+def _tensor(array, dtype) -> Tensor:
+    """``array`` as a tensor of ``dtype``; a read-only array (copy-on-write anndata / pandas) is copied, not wrapped."""
+    array = np.asarray(array, dtype=dtype)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
 def csr_tensor(matrix) -> Tensor:
     """A ``scipy.sparse`` CSR matrix as a float32 torch sparse CSR tensor (shares no memory).
 
@@ -29,9 +35,9 @@ def csr_tensor(matrix) -> Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
-            torch.from_numpy(np.asarray(matrix.indptr, dtype=np.int64)),
-            torch.from_numpy(np.asarray(matrix.indices, dtype=np.int64)),
-            torch.from_numpy(np.asarray(matrix.data, dtype=np.float32)),
+            _tensor(matrix.indptr, np.int64),
+            _tensor(matrix.indices, np.int64),
+            _tensor(matrix.data, np.float32),
             size=matrix.shape,
             check_invariants=False,  # scipy's CSR is valid; checking costs a pass over the entries
         )

@@ -147,9 +147,9 @@ def clones_from_matrix(
 
     >>> scgde.pp.clones_from_matrix(adata, "clonal_data_in_table_format.txt", table_index="position")  # doctest: +SKIP
 
-    Then embed the clones:
+    Then embed the clones (on this toy data setup_anndata warns: its clones have two cells, and one cell has none):
 
-    >>> scgde.model.GDE.setup_anndata(adata, set_key="clone")
+    >>> scgde.model.GDE.setup_anndata(adata, set_key="clone")  # doctest: +SKIP
     """
     if multi not in _MULTI:
         raise ValueError(f"multi={multi!r} is not one of {list(_MULTI)}.")
@@ -251,7 +251,7 @@ def _read(path: Path) -> Any:
         if suffix == ".mtx":
             import scipy.io
 
-            return sp.csr_array(scipy.io.mmread(path))
+            return sp.csr_array(scipy.io.mmread(path, spmatrix=False))
         if suffix in _TABLE_SUFFIXES:
             sep: str | None = {".csv": ",", ".tsv": "\t"}.get(suffix)
             return pd.read_csv(path, sep=sep, engine="c" if sep else "python", dtype=str)

@@ -348,7 +348,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
             raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
         emb = self._as_embeddings(sets)
         self.module.eval()
-        z_all = torch.as_tensor(emb.to_numpy(), dtype=torch.float32)
+        z_all = torch.tensor(emb.to_numpy(), dtype=torch.float32)
         per_call = max(1, batch_size // n_samples)
         options = {"temperature": temperature, "top_p": top_p, "max_length": max_length, "guidance": guidance}
         with torch.random.fork_rng():
@@ -393,9 +393,9 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
         tokens, _ = self.alphabet.encode(list(sequences), self.max_length, self._unknown)
         if not isinstance(sets, str) and not isinstance(sets, pd.DataFrame | np.ndarray):
             names = [str(s) for s in sets]  # one set name per sequence
-            emb = self._as_embeddings(list(dict.fromkeys(names))).loc[names].to_numpy()
+            emb = self._as_embeddings(list(dict.fromkeys(names))).loc[names].to_numpy(copy=True)
         else:
-            emb = self._as_embeddings(sets).to_numpy()
+            emb = self._as_embeddings(sets).to_numpy(copy=True)  # writable: torch.from_numpy below
         if len(emb) == 1:
             emb = np.repeat(emb, len(tokens), axis=0)
         if len(emb) != len(tokens):
