@@ -64,10 +64,9 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
     distances track W2 (Spearman 0.97 against 0.61 on 50-D Gaussian sets, the distance-matrix
     job of ``benchmarks/speed.py``); it is no general replacement (0.75 against the default's
     0.95 on 2-D covariance-heavy sets). ``GDE(adata, w2_weight=1.0)`` adds a term that pulls latent
-    distances toward the Gaussian W2 of the sets' subsets; on Gaussian families it ranked pairs by W2
-    better than the default at d = 2, 10 and on 50-D sets whose covariances vary along a few directions,
-    but worse at d = 30 with random rotations (``benchmarks/probe.py``, ``docs/benchmarks.md``); it is not
-    measured on real data.
+    distances toward the Gaussian W2 of the sets' subsets; on Gaussian families at d = 2 to 50 it
+    ranked pairs by W2 better than the default (but below the set means at d = 30 with random
+    rotations; ``benchmarks/probe.py``, ``docs/benchmarks.md``); it is not measured on real data.
 
     Parameters
     ----------
