@@ -345,23 +345,7 @@ def _check_train_args(args) -> tuple:
     return out, info, sizes, n_missing, options, notes
 
 
-def _recording_default_steps(model, chosen: dict):
-    """Make ``model`` record the arguments and result of its default step rule when ``train()`` asks it."""
-    import inspect
-
-    rule = getattr(type(model), "_default_steps", None)
-    if rule is None:
-        return
-
-    def recorded(*args, **kwargs):
-        steps = rule(*args, **kwargs)
-        chosen.update(inspect.signature(rule).bind(*args, **kwargs).arguments, steps=int(steps))
-        return steps
-
-    model._default_steps = recorded  # an instance attribute: the class's rule is untouched
-
-
-def _plan_text(args, info, sizes, n_missing, model, chosen, options):
+def _plan_text(args, info, sizes, n_missing, model, options):
     """The plan's text, given the steps the trainer will take (see :class:`scgde._cli_train.TrainMonitor`)."""
     module = getattr(model, "module", None)
     generator = type(getattr(module, "generator", None)).__name__.removesuffix("Generator").lower()
@@ -376,6 +360,7 @@ def _plan_text(args, info, sizes, n_missing, model, chosen, options):
     )
 
     def plan(steps, epochs, batches) -> str:
+        chosen = getattr(model, "_default_plan", None) or {}  # the model's default step rule, as train() ran it
         sets_per_batch = chosen.get("sets_per_batch", options.get("sets_per_batch", TRAIN_DEFAULTS["sets_per_batch"]))
         cells_per_set = chosen.get("cells_per_set", options.get("cells_per_set", TRAIN_DEFAULTS["cells_per_set"]))
         length = "an unknown number of" if steps is None else f"{steps:,}"
@@ -426,10 +411,8 @@ def _cmd_train(args) -> None:
     with _warnings_as_notes():
         GDE.setup_anndata(adata, set_key=_set_key(args.set_key), layer=args.layer, batch_key=args.batch_key)
         model = GDE(adata, **{k: v for k, v in model_options.items() if v is not None})
-    chosen: dict = {}
-    _recording_default_steps(model, chosen)
     stop = StopRequest()
-    monitor = TrainMonitor(_plan_text(args, info, sizes, n_missing, model, chosen, train_options), stop)
+    monitor = TrainMonitor(_plan_text(args, info, sizes, n_missing, model, train_options), stop)
     at_once = "training was stopped at once (Ctrl-C twice) after {:,} steps; nothing was saved."
     try:
         with stop:
@@ -440,8 +423,6 @@ def _cmd_train(args) -> None:
         if isinstance(exc.__context__, KeyboardInterrupt):
             raise Interrupted(at_once.format(monitor.steps)) from None
         raise
-    finally:
-        vars(model).pop("_default_steps", None)
     from scgde.model import is_global_zero
 
     interrupted = stop.requested or bool(getattr(model, "training_interrupted_", False))

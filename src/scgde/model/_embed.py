@@ -193,7 +193,7 @@ class EmbeddingMixin:
         Compares a sample of ``adata``'s rows with the summary of the training data recorded by
         ``GDE()`` (``data_range_``, saved with the model); see :func:`out_of_range`.
         """
-        trained = getattr(self, "data_range_", None)
+        trained = self.data_range_
         if not trained or getattr(self.module, "likelihood", None) != "gaussian":
             return
         if adata is self.adata and self.__dict__.get("_range_checked") is trained:
@@ -289,7 +289,7 @@ class EmbeddingMixin:
         reader = self._reader(adata)
         self._check_query_range(adata, reader)
         codes, names = self._set_codes(adata, set_key)
-        if getattr(self, "_multimodal", False):  # a cell measured in none of the model's modalities is no element
+        if self._multimodal:  # a cell measured in none of the model's modalities is no element
             codes = np.where(reader.fetcher.present().any(axis=1), codes, -1)
         if sets is not None:
             sets = [sets] if isinstance(sets, str) else list(sets)

@@ -409,6 +409,7 @@ class TrainMixin(UnsupervisedTrainingMixin):
     ) -> tuple[int, int]:
         """``(batches_per_epoch, max_epochs)``: the given ones, or the defaults the data decide."""
         n_train_cells = max(1, int(train_size * sizes.sum()))
+        self._default_plan = None
         if batches_per_epoch is None:
             batches_per_epoch = max(10, math.ceil(n_train_cells / (sets_per_batch * cells_per_set)))
         if max_epochs is None:
@@ -419,6 +420,13 @@ class TrainMixin(UnsupervisedTrainingMixin):
             )
             steps = self._default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)
             max_epochs = max(1, math.ceil(steps / batches_per_epoch))
+            self._default_plan = {
+                "n_train_cells": n_train_cells,
+                "sets_per_batch": sets_per_batch,
+                "cells_per_set": cells_per_set,
+                "few_sets": few_sets,
+                "steps": int(steps),
+            }
         return batches_per_epoch, max_epochs
 
     def _plan_kwargs(self, lr, lr_schedule, plan_kwargs, label_weight, mixer, kernel, window) -> dict:

@@ -33,7 +33,14 @@ class BaseSetModelClass(BaseModelClass):
         Generated elements -> AnnData (or MuData).
     ``_multimodal`` / ``_batch_key``
         Whether the model reads several modalities; the registered batch key, if any.
+
+    Set by the mixins: ``_default_plan``, the inputs and result of the default step rule of the last
+    ``train()`` (``None`` when the length was given), and ``data_range_`` (cell models: where the
+    training values lie; saved with the model).
     """
+
+    _default_plan: dict | None = None
+    data_range_: dict | None = None
 
     @property
     def _multimodal(self) -> bool:
