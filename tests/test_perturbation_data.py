@@ -266,3 +266,37 @@ def test_kang2018_normalises_labels(tmp_path):
     a.write_h5ad(tmp_path / "bad.h5ad")
     with pytest.raises(ValueError, match="weird"):
         kang2018(tmp_path / "bad.h5ad")
+
+
+def test_kang2018_counts_layer():
+    adata = kang2018(_kang_file())
+    counts = adata.layers["counts"]
+    assert counts.shape == adata.shape and counts.nnz == adata.X.nnz
+    assert np.all(counts.data >= 1) and np.all(counts.data == np.round(counts.data))
+    # X is log1p of the counts times one factor per cell: expm1(X) / counts is constant within each cell
+    x = adata.X[:200].toarray().astype(np.float64)
+    c = counts[:200].toarray()
+    ratio = np.where(c > 0, np.expm1(x) / np.where(c > 0, c, 1), np.nan)
+    spread = np.nanmax(ratio, axis=1) / np.nanmin(ratio, axis=1)
+    assert np.all(spread < 1 + 1e-3)
+    # the counts follow the sequencing depths the file records (n_counts, before gene filtering)
+    assert np.corrcoef(np.asarray(counts.sum(1)).ravel(), adata.obs["n_counts"])[0, 1] > 0.9
+
+
+def test_counts_recovered_from_normalised_log_data(tmp_path):
+    """scanpy's normalize_total + log1p of known counts: the loader's reconstruction returns those counts."""
+    import scanpy as sc
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    counts = rng.negative_binomial(2, 0.3, size=(50, 300)).astype(np.float32)
+    counts[:, 0] = 1  # every cell has a gene counted once (as every real cell with thousands of genes does)
+    obs = pd.DataFrame({"condition": ["control", "stimulated"] * 25, "cell_type": "B"}, index=[f"c{i}" for i in range(50)])
+    a = ad.AnnData(sp.csr_matrix(counts), obs=obs)
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    a.write_h5ad(tmp_path / "kang2018_valid.h5ad")
+    np.testing.assert_array_equal(kang2018(tmp_path).layers["counts"].toarray(), counts)
+    a.X = a.X * 1.37  # not log1p of scaled counts: no counts layer is made up
+    a.write_h5ad(tmp_path / "kang2018_valid.h5ad")
+    assert "counts" not in kang2018(tmp_path).layers

@@ -228,13 +228,16 @@ class RowFetcher:
         idx = np.arange(n) if n <= n_rows else np.sort(rng.choice(n, size=n_rows, replace=False))
         total, total_sq, n_neg = np.zeros(n_vars), np.zeros(n_vars), np.zeros(n_vars)
         min_pos = np.full(n_vars, np.inf)
+        low, high = np.full(n_vars, np.inf), np.full(n_vars, -np.inf)
         for start in range(0, len(idx), 2048):  # bounded memory
             rows = self.rows(idx[start : start + 2048]).astype(np.float64)
             total += rows.sum(0)
             total_sq += np.square(rows).sum(0)
             n_neg += (rows < 0).sum(0)
             min_pos = np.minimum(min_pos, np.where(rows > 0, rows, np.inf).min(0))
+            low, high = np.minimum(low, rows.min(0)), np.maximum(high, rows.max(0))
         stats = {"n": len(idx), "sum": total, "sum_sq": total_sq, "n_neg": n_neg, "min_pos": min_pos}
+        stats.update(low=low, high=high)
         self._stats[n_rows, seed] = stats
         return stats
 
@@ -256,6 +259,11 @@ class RowFetcher:
         """
         s = self._sample_stats(n_rows, seed)
         return bool((s["n_neg"] == 0).all()), s["min_pos"].copy()
+
+    def value_range(self, n_rows: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature smallest and largest value over the same row sample as :meth:`moments` (same pass, cached)."""
+        s = self._sample_stats(n_rows, seed)
+        return s["low"].copy(), s["high"].copy()
 
     def negative_fraction(self, n_rows: int = 20000, seed: int = 0) -> np.ndarray:
         """Per-feature fraction of negative entries over the same row sample as :meth:`moments`."""

@@ -784,7 +784,10 @@ def kang2018(
     Returns
     -------
     AnnData with ``obs["condition"]`` (categorical ``["control", "stimulated"]``) and ``obs["cell_type"]``
-    (categorical), the file's other columns, embeddings and graphs, and ``uns["kang2018"]["file"]``.
+    (categorical), the file's other columns, embeddings and graphs, ``uns["kang2018"]["file"]``, and
+    ``layers["counts"]``: the integer UMI counts behind ``X`` over its 6,998 genes (``X`` is
+    ``log1p(s_i * counts)`` with one size factor per cell; a cell's smallest positive ``expm1(X)`` is one count,
+    and the quotients are whole numbers to within 0.001), for count models and for evaluators that need counts.
 
     Raises
     ------

@@ -354,4 +354,32 @@ def read_kang2018(file: str | Path) -> AnnData:
     types = adata.obs[type_key].astype(str)
     adata.obs["cell_type"] = pd.Categorical(types.to_numpy(), categories=sorted(set(types)))
     adata.uns["kang2018"] = {"file": str(file)}
+    counts = _counts_from_lognorm(adata.X)
+    if counts is not None:
+        adata.layers["counts"] = counts
     return adata
+
+
+def _counts_from_lognorm(x, tol: float = 1e-2):
+    """The integer counts behind ``log1p(counts * s_i)`` (one size factor ``s_i`` per cell), or ``None``.
+
+    A cell's smallest positive ``expm1`` value is one count of it (with thousands of genes every cell has a gene
+    seen once); dividing by it and rounding gives the counts. ``None`` when the result is not whole numbers within
+    ``tol`` (the data were not normalised this way).
+    """
+    import scipy.sparse as sp
+
+    m = sp.csr_matrix(x, dtype=np.float64, copy=True)
+    m.eliminate_zeros()
+    m.data = np.expm1(m.data)
+    if m.nnz == 0 or np.any(m.data <= 0):
+        return None
+    row = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    smallest = np.full(m.shape[0], np.inf)
+    np.minimum.at(smallest, row, m.data)
+    m.data /= smallest[row]
+    whole = np.round(m.data)
+    if np.abs(m.data - whole).max() > tol:
+        return None
+    m.data = whole.astype(np.float32)
+    return m

@@ -165,7 +165,10 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
             fetcher.check_counts()
             self.module.set_library_prior(*self._log_library(fetcher))
         else:
-            self.module.set_feature_moments(*fetcher.moments())
+            mean, std = fetcher.moments()
+            self.module.set_feature_moments(mean, std)
+            low, high = fetcher.value_range()
+            self.module.set_value_bounds(low - std, high + std)
             nonnegative, min_positive = fetcher.support()
             if output_support == "nonnegative" or (output_support == "auto" and nonnegative):
                 self.module.set_support(np.where(np.isfinite(min_positive), min_positive, np.inf))

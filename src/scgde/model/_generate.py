@@ -210,7 +210,7 @@ class GenerationMixin:
             b = None if batch_code is None else torch.full((1, size), batch_code)
             target[start : start + size] = self.module.sample(z, size, b, project=False, **sample_kwargs)[0].cpu()
         if project:
-            projected = self.module.project_support(target[None].to(self.device))
+            projected = self.module.bound_values(self.module.project_support(target[None].to(self.device)))
             out[:] = projected[0, :n].cpu().numpy()
 
     @torch.inference_mode()

@@ -106,6 +106,8 @@ class GDEModule(SetModule):
         # each gene's zero fraction of real sets as a function of their mean, on a grid of means (NaN: none)
         self.register_buffer("curve_means", torch.full((N_CURVE,), math.nan))
         self.register_buffer("zero_curves", torch.full((n_input, N_CURVE), math.nan))
+        # generated values are kept within these per-feature bounds (data scale; +-inf: unbounded)
+        self.register_buffer("value_bounds", torch.tensor([-math.inf, math.inf]).repeat(n_input, 1).T.contiguous())
         # range of the training data's log library sizes (nb), for warnings about generated depths
         self.register_buffer("log_library_range", torch.tensor([-math.inf, math.inf]))
         if w2_weight < 0:
@@ -135,6 +137,21 @@ class GDEModule(SetModule):
         """
         floor = 0.5 * torch.as_tensor(min_positive, dtype=torch.float32)
         self.zero_floor.copy_(torch.nan_to_num(floor, posinf=math.inf))
+
+    def set_value_bounds(self, low, high) -> None:
+        """Keep generated values within ``[low, high]`` per feature (data scale).
+
+        A continuous generator can put a few cells far outside the data (one generated log-expression value of
+        19.9 where real cells end at 6.7); :meth:`GDE.__init__ <scgde.model.GDE>` sets the bounds to each gene's
+        training range widened by its standard deviation, so no value leaves the data's range by more than its
+        spread.
+        """
+        self.value_bounds.copy_(torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in (low, high)]))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # models saved before the value bounds existed load unbounded
+        state_dict.setdefault(prefix + "value_bounds", self.value_bounds.clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_zero_curves(self, means: Tensor, zero_fractions: Tensor) -> None:
         """Store each gene's zero fraction of real sets as a function of their mean.
@@ -294,4 +311,11 @@ class GDEModule(SetModule):
         if batch is not None and n_draw > batch.shape[1]:
             batch = batch[:, :1].expand(-1, n_draw)
         y = self.generator_output(self.generator.sample(z, n_draw, self.covariates(batch), **kwargs))
-        return self.project_support(y)[:, :n] if project else y
+        y = self.project_support(y)[:, :n] if project else y
+        return self.bound_values(y)
+
+    def bound_values(self, y: Tensor) -> Tensor:
+        """Clamp generated values ``(..., G)`` (data scale) to :meth:`set_value_bounds` (counts are left as drawn)."""
+        if self.likelihood == "nb":
+            return y
+        return torch.minimum(torch.maximum(y, self.value_bounds[0]), self.value_bounds[1])

@@ -1,5 +1,6 @@
 """Scanpy-style tools working on set embeddings."""
 
+from ._celleval import to_celleval
 from ._lineage import clone_information, clone_representations, predict_fate
 from ._niches import embed_niches, niche_sets
 from ._perturbation import perturbation_baselines
@@ -16,4 +17,13 @@ __all__ = [
     "perturbation_report",
     "predict_fate",
     "set_adata",
+    "to_celleval",
 ]
+
+
+def __getattr__(name: str):
+    if name == "GDESampleRepresentation":  # patpy is optional: imported only when asked for
+        from ._patpy import GDESampleRepresentation
+
+        return GDESampleRepresentation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
