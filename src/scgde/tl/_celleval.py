@@ -104,11 +104,19 @@ def to_celleval(
 
     Examples
     --------
-    >>> adata = scgde.datasets.synthetic_perturbseq(n_genes=20, n_perturbations=4, n_cell_types=1, cells_per_group=30)
-    >>> is_ctrl = (adata.obs["perturbation"] == "control").to_numpy()
-    >>> pred = scgde.tl.to_celleval(adata[~is_ctrl], adata[is_ctrl], perturbation_key="perturbation")
-    >>> pred.obs["target_gene"].value_counts()["non-targeting"]
-    30
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from anndata import AnnData
+    >>> rng = np.random.default_rng(0)
+    >>> def cells(label, n):  # log1p of Poisson counts: log-normalised-like values
+    ...     x = np.log1p(rng.poisson(2.0, size=(n, 20))).astype(np.float32)
+    ...     obs = pd.DataFrame({"perturbation": [label] * n}, index=[f"{label}-{i}" for i in range(n)])
+    ...     return AnnData(x, obs=obs)
+    >>> pred = scgde.tl.to_celleval(cells("STAT1", 40), cells("control", 30), perturbation_key="perturbation")
+    >>> pred.obs["target_gene"].value_counts().to_dict()
+    {'STAT1': 40, 'non-targeting': 30}
+    >>> pred.uns["celleval"]["values"]
+    'lognorm'
     >>> # from cell_eval import MetricsEvaluator
     >>> # MetricsEvaluator(pred, real, control_pert="non-targeting", pert_col="target_gene").compute()
     """
