@@ -34,7 +34,7 @@ import os
 import time
 from pathlib import Path
 
-CELL_TYPES = ["CD4T", "CD14+Mono", "B", "CD8T", "NK", "FCGR3A+Mono", "Dendritic"]
+from _contract import CELL_TYPES, write_prediction
 
 # CellFlow's defaults are sized for GPUs (2048/4096-wide MLPs, Adam 5e-5 with 20-step gradient accumulation,
 # tens of thousands of iterations); the small CPU configuration used here:
@@ -137,37 +137,10 @@ def run_fold(fold: str, args: argparse.Namespace) -> dict:
     cellflow.pp.reconstruct_pca(recon, use_rep="X_pca", ref_adata=adata)
     x = np.clip(np.asarray(recon.layers["X_recon"], dtype=np.float32), 0.0, None)
 
-    result = ad.AnnData(
-        X=x,
-        obs=pd.DataFrame(
-            {"cell_type": pd.Categorical([fold] * n_true), "condition": pd.Categorical(["stimulated"] * n_true)},
-            index=[f"cellflow_{fold}_{i}" for i in range(n_true)],
-        ),
-        var=pd.DataFrame(index=genes),
-    )
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.write_h5ad(out_dir / f"{fold}.h5ad")
-
-    c_mean = np.asarray(control.X, dtype=np.float64).mean(0)
-    t_mean = np.asarray(true.X, dtype=np.float64).mean(0)
-    p_mean = x.astype(np.float64).mean(0)
-    summary = {
-        "fold": fold,
-        "n_pred": int(n_true),
-        "n_genes": len(genes),
-        "n_params": n_params,
-        "iterations": args.iterations,
-        "train_s": round(train_s, 1),
-        "infer_s": round(infer_s, 1),
-        "x_min": float(x.min()),
-        "x_max": float(x.max()),
-        "true_max": float(np.asarray(true.X).max()),
-        "r_mean": float(np.corrcoef(p_mean, t_mean)[0, 1]),
-        "r_delta": float(np.corrcoef(p_mean - c_mean, t_mean - c_mean)[0, 1]),
-    }
-    (out_dir / f"{fold}.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return write_prediction(
+        x, fold, genes, control, true, args.out, f"cellflow_{fold}",
+        n_params=n_params, iterations=args.iterations, train_s=round(train_s, 1), infer_s=round(infer_s, 1),
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,8 +39,8 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+from _contract import CELL_TYPES, write_prediction
 
-CELL_TYPES = ["CD4T", "CD14+Mono", "B", "CD8T", "NK", "FCGR3A+Mono", "Dendritic"]
 PEERS_DIR = Path(os.environ.get("SCGDE_PEERS_DIR", Path.home() / ".cache" / "scgde-peers"))
 
 # The small configuration: State's own ``state_sm`` preset (4 encoder / 4 decoder MLP layers, 4-layer
@@ -194,41 +194,12 @@ def _convert(fold, infer_out: Path, control, true, genes, args, work: Path, trai
     x = np.asarray(pred.X.toarray() if hasattr(pred.X, "toarray") else pred.X, dtype=np.float32)
     if x.shape != (n_true, len(genes)) or list(pred.var_names) != genes:
         raise RuntimeError(f"fold {fold}: State returned {x.shape} over other genes; expected ({n_true}, {len(genes)})")
-    result = ad.AnnData(
-        X=x,
-        obs=pd.DataFrame(
-            {"cell_type": pd.Categorical([fold] * n_true), "condition": pd.Categorical(["stimulated"] * n_true)},
-            index=[f"state_{_safe(fold)}_{i}" for i in range(n_true)],
-        ),
-        var=pd.DataFrame(index=genes),
-    )
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.write_h5ad(out_dir / f"{fold}.h5ad")
-
-    n_params = _n_params(train_log=work / "train.log")
-    # sanity only (the scoring is cell-eval's, through benchmarks.celleval): range, and the correlation of the
-    # predicted and real mean shift from the type's control cells
-    c_mean = np.asarray(control.X, dtype=np.float64).mean(0)
-    t_mean = np.asarray(true.X, dtype=np.float64).mean(0)
-    p_mean = x.astype(np.float64).mean(0)
-    summary = {
-        "fold": fold,
-        "n_pred": int(n_true),
-        "n_genes": len(genes),
-        "n_params": n_params,
-        "max_steps": args.max_steps,
-        "train_s": None if train_s is None else round(train_s, 1),
-        "infer_s": None if infer_s is None else round(infer_s, 1),
-        "reused": train_s is None,
-        "x_min": float(x.min()),
-        "x_max": float(x.max()),
-        "true_max": float(np.asarray(true.X).max()),
-        "r_mean": float(np.corrcoef(p_mean, t_mean)[0, 1]),
-        "r_delta": float(np.corrcoef(p_mean - c_mean, t_mean - c_mean)[0, 1]),
-    }
-    (out_dir / f"{fold}.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return write_prediction(
+        x, fold, genes, control, true, args.out, f"state_{_safe(fold)}",
+        n_params=_n_params(train_log=work / "train.log"), max_steps=args.max_steps,
+        train_s=None if train_s is None else round(train_s, 1), infer_s=None if infer_s is None else round(infer_s, 1),
+        reused=train_s is None,
+    )  # fmt: skip
 
 
 def _n_params(train_log: Path) -> int | None:
