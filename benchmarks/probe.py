@@ -67,7 +67,8 @@ def probe_rows(features: dict[str, tuple[np.ndarray, np.ndarray]], truth_train: 
     rows = {}
     for name, (f_train, f_test) in features.items():
         rows[name] = {
-            f"R^2 {target}": ridge_r2(f_train, truth_train[target], f_test, truth_test[target]) for target in truth_train
+            f"R^2 {target}": ridge_r2(f_train, truth_train[target], f_test, truth_test[target])
+            for target in truth_train
         }
     return pd.DataFrame(rows).T
 

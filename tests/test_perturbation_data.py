@@ -291,7 +291,9 @@ def test_counts_recovered_from_normalised_log_data(tmp_path):
     rng = np.random.default_rng(0)
     counts = rng.negative_binomial(2, 0.3, size=(50, 300)).astype(np.float32)
     counts[:, 0] = 1  # every cell has a gene counted once (as every real cell with thousands of genes does)
-    obs = pd.DataFrame({"condition": ["control", "stimulated"] * 25, "cell_type": "B"}, index=[f"c{i}" for i in range(50)])
+    obs = pd.DataFrame(
+        {"condition": ["control", "stimulated"] * 25, "cell_type": "B"}, index=[f"c{i}" for i in range(50)]
+    )
     a = ad.AnnData(sp.csr_matrix(counts), obs=obs)
     sc.pp.normalize_total(a, target_sum=1e4)
     sc.pp.log1p(a)
