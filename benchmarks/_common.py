@@ -15,7 +15,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -40,10 +40,15 @@ _HARMLESS = (
 
 
 class Fit(NamedTuple):
-    """A trained model and its training time in seconds."""
+    """A trained model, its training time in seconds and what it took; ``untrained``: what ``before_train`` returned."""
 
     model: object
     train_s: float
+    #: optimiser steps actually taken (the trainer's global step)
+    steps: int | None = None
+    #: epochs in the loss history (None where the history has no ``train_loss_epoch``)
+    epochs: int | None = None
+    untrained: object = None
 
 
 @contextlib.contextmanager
@@ -100,26 +105,38 @@ def make_model(
 
     ``set_key=None`` keeps the AnnData's current registration; ``seed=None`` continues the current random stream.
     """
+    import scgde
+
+    arch = {"n_latent": n_latent, "encoder": encoder, "generator": generator, "likelihood": likelihood}
+    setup = None if set_key is None else {"set_key": set_key}
+    return build(scgde.model.GDE, adata, setup=setup, model={**arch, "n_hidden": n_hidden, **model_kwargs}, seed=seed)
+
+
+def build(model_cls: type, adata, *, setup: dict | None, model: dict | None, seed: int | None, seed_with: str = "scvi"):
+    """A model: ``model_cls.setup_anndata(adata, **setup)`` (``setup=None`` keeps the registration), then the seed,
+    then ``model_cls(adata, **model)``.
+
+    ``seed_with="scvi"`` sets ``scvi.settings.seed`` (torch, numpy, Python and scvi-tools' data split);
+    ``"torch"``: ``torch.manual_seed`` only. ``seed=None`` continues the current random streams.
+    """
     import scvi
+    import torch
 
     import scgde
 
-    if set_key is not None:
-        scgde.model.GDE.setup_anndata(adata, set_key=set_key)
-    if "output_support" in inspect.signature(scgde.model.GDE).parameters:
+    if seed_with not in ("scvi", "torch"):
+        raise ValueError(f"seed_with must be 'scvi' or 'torch', got {seed_with!r}.")
+    if setup is not None:
+        model_cls.setup_anndata(adata, **setup)
+    model = dict(model or {})
+    if model_cls is scgde.model.GDE and "output_support" in inspect.signature(model_cls).parameters:
         # generated values were never clipped to the data's support when the recorded numbers were measured
-        model_kwargs.setdefault("output_support", "real")
-    if seed is not None:
+        model.setdefault("output_support", "real")
+    if seed is not None and seed_with == "torch":
+        torch.manual_seed(seed)
+    elif seed is not None:
         scvi.settings.seed = seed
-    return scgde.model.GDE(
-        adata,
-        n_latent=n_latent,
-        encoder=encoder,
-        generator=generator,
-        likelihood=likelihood,
-        n_hidden=n_hidden,
-        **model_kwargs,
-    )
+    return model_cls(adata, **model)
 
 
 def budget(steps: int, *, epochs: int | None = None, batches_per_epoch: int | None = None) -> tuple[int, int]:
@@ -171,6 +188,47 @@ def train(
     return time.perf_counter() - start
 
 
+_budget_train = train  # fit_model's ``train=`` argument hides the name
+
+
+def fit_model(
+    model_cls: type,
+    adata,
+    *,
+    setup: dict | None,
+    model: dict | None = None,
+    train: dict | None = None,
+    options: dict | None = None,
+    quick_budget: dict | None = None,
+    seed: int | None = None,
+    seed_with: Literal["scvi", "torch"] = "scvi",
+    before_train: Callable[[object], object] | None = None,
+) -> Fit:
+    """Build any of ``GDE``, ``SeqGDE``, ``ImageGDE`` (:func:`build`), train it and time the training.
+
+    ``train``: every budget argument of :func:`train` (an explicit budget), or ``None``: the library's own default
+    ``model.train()`` with ``options`` (arguments that are not the budget, e.g. ``{"window": 2}``) and, when given,
+    ``quick_budget`` (the tiny budget of a --quick run, over ``options``). ``before_train(model)`` runs on the
+    untrained model, between its construction and the training (untrained baselines from the same random stream);
+    its result is ``Fit.untrained``.
+    """
+    if train is not None and (options or quick_budget):
+        raise ValueError("options= and quick_budget= go with train=None (the library's default budget).")
+    built = build(model_cls, adata, setup=setup, model=model, seed=seed, seed_with=seed_with)
+    untrained = None if before_train is None else before_train(built)
+    if train is None:
+        start = time.perf_counter()
+        built.train(**{**(options or {}), **(quick_budget or {})}, enable_progress_bar=False)
+        train_s = time.perf_counter() - start
+    else:
+        train_s = _budget_train(built, **train)
+    history = built.history or {}
+    epochs = len(history["train_loss_epoch"]) if "train_loss_epoch" in history else None
+    trainer = getattr(built, "trainer", None)
+    steps = None if trainer is None else int(trainer.global_step)
+    return Fit(built, train_s, steps, epochs, untrained)
+
+
 def fit(
     adata,
     *,
@@ -183,10 +241,13 @@ def fit(
     model_kwargs: dict | None = None,
     **budget_kwargs,
 ) -> Fit:
-    """Build a GDE (:func:`make_model`) and train it (:func:`train`, which requires every budget argument)."""
+    """A GDE built as :func:`make_model` builds it and trained by :func:`train` (every budget argument required)."""
+    import scgde
+
     arch = {"generator": generator, "encoder": encoder, "n_latent": n_latent, "n_hidden": n_hidden}
-    model = make_model(adata, seed=seed, set_key=set_key, **arch, **(model_kwargs or {}))
-    return Fit(model, train(model, **budget_kwargs))
+    setup = None if set_key is None else {"set_key": set_key}
+    model = {"likelihood": "gaussian", **arch, **(model_kwargs or {})}
+    return fit_model(scgde.model.GDE, adata, setup=setup, model=model, train=budget_kwargs, seed=seed)
 
 
 def embed(model, adata, chunk_size: int | None = None) -> np.ndarray:

@@ -103,7 +103,7 @@ def fit_pair(adata, encoder: str, generator: str, size: Size, seed: int, mixer: 
     arch = {"generator": generator, "encoder": encoder, "n_latent": size.n_latent, "n_hidden": size.n_hidden}
     untrained = _common.make_model(adata, seed=seed, **arch)
     epochs, per_epoch = _common.budget(size.steps, epochs=size.epochs)
-    model, train_s = _common.fit(
+    model, train_s, *_ = _common.fit(
         adata,
         set_key=None,  # registered by make_model above
         seed=seed,

@@ -18,19 +18,33 @@ def parser(doc: str, steps: int, quick_steps: int) -> argparse.ArgumentParser:
     return p
 
 
-def train(model, steps: int, sets_per_batch: int, cells_per_set: int, **kwargs) -> float:
-    """Train an ImageGDE for about ``steps`` steps (50 per epoch, lr 1e-3 constant, no validation split); seconds."""
+def fit(
+    adata,
+    args: argparse.Namespace,
+    steps: int,
+    sets_per_batch: int,
+    cells_per_set: int,
+    *,
+    setup: dict,
+    n_latent: int,
+    before_train=None,
+    **train_kwargs,
+):
+    """An ImageGDE (``args.generator``; torch seeded with ``args.seed`` after the setup) trained for about ``steps``
+    steps (50 per epoch, lr 1e-3 constant, no validation split): :func:`benchmarks._common.fit_model`'s ``Fit``."""
+    import scgde
     from benchmarks import _common
 
     epochs, per_epoch = _common.budget(steps, batches_per_epoch=50)
-    return _common.train(
-        model,
-        epochs=epochs,
-        batches_per_epoch=per_epoch,
-        sets_per_batch=sets_per_batch,
-        cells_per_set=cells_per_set,
-        train_size=1.0,
-        lr=1e-3,
-        lr_schedule="constant",
-        **kwargs,
+    budget = {"epochs": epochs, "batches_per_epoch": per_epoch, "sets_per_batch": sets_per_batch}
+    budget |= {"cells_per_set": cells_per_set, "train_size": 1.0, "lr": 1e-3, "lr_schedule": "constant"}
+    return _common.fit_model(
+        scgde.img.ImageGDE,
+        adata,
+        setup=setup,
+        model={"n_latent": n_latent, "generator": args.generator},
+        train={**budget, **train_kwargs},
+        seed=args.seed,
+        seed_with="torch",
+        before_train=before_train,
     )

@@ -1,11 +1,15 @@
-"""k-mer features of DNA sequences, the baselines of the sequence benchmarks."""
+"""k-mer features of DNA sequences (the baselines of the sequence benchmarks) and their default SeqGDE."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
 
-from scgde.seq import N_SPECIAL, get_alphabet
+from benchmarks import _common
+from scgde.seq import N_SPECIAL, SeqGDE, get_alphabet
+
+#: ``SeqGDE.train``'s budget in the --quick runs (the full runs take the library's default budget)
+QUICK_BUDGET = {"max_epochs": 2, "batches_per_epoch": 3, "sets_per_batch": 4, "cells_per_set": 8}
 
 
 def kmer_matrix(sequences, k: int) -> sparse.csr_matrix:
@@ -39,3 +43,19 @@ def set_spectra(sequences, set_codes: np.ndarray, k: int) -> np.ndarray:
     )
     pooled = (member @ counts).toarray()
     return pooled / np.maximum(pooled.sum(1, keepdims=True), 1)
+
+
+def fit_default(
+    adata, setup: dict, quick: bool, *, seed: int | None = None, quick_budget: dict = QUICK_BUDGET, **options
+) -> _common.Fit:
+    """A default ``SeqGDE`` trained by ``train(**options)`` (``quick``: on ``quick_budget``); ``Fit.untrained``: its
+    untrained twin, built right after it (the same architecture, the next initial weights of the random stream)."""
+    return _common.fit_model(
+        SeqGDE,
+        adata,
+        setup=setup,
+        options=options,
+        quick_budget=quick_budget if quick else None,
+        seed=seed,
+        before_train=lambda _: SeqGDE(adata),
+    )

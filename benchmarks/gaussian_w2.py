@@ -46,7 +46,7 @@ def run(
     n_train_sets = min(max(1, round(TRAIN_SIZE * n_train)), n_train - 1)
     per_epoch = _common.one_pass(n_train_sets * size, sets_per_batch, cells_per_set)
     epochs = 3 if quick else (max_epochs or max(1, math.ceil(_common.DEFAULT_STEPS / per_epoch)))
-    model, train_s = _common.fit(
+    model, train_s, *_ = _common.fit(
         train,
         generator=generator,
         encoder=encoder,

@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy.spatial.distance import pdist
 from sklearn.linear_model import LogisticRegression
 
@@ -77,11 +76,17 @@ def run_digits(args: argparse.Namespace) -> dict:
         set_size=size["eval_size"], classes=CLASSES, proportions=grid, split="test", seed=seed + 1000
     )
     order = list(test.uns["synthetic"]["sets"])
-    scgde.img.ImageGDE.setup_anndata(train_data, set_key="set")
-    torch.manual_seed(seed)
-    model = scgde.img.ImageGDE(train_data, n_latent=N_LATENT, generator=args.generator)
-    r = {"untrained": _common.pearson(pdist(_embed(model, test)), w2)}
-    train_s = _img.train(model, steps, SETS_PER_BATCH, CELLS_PER_SET)
+    fitted = _img.fit(
+        train_data,
+        args,
+        steps,
+        SETS_PER_BATCH,
+        CELLS_PER_SET,
+        setup={"set_key": "set"},
+        n_latent=N_LATENT,
+        before_train=lambda m: _common.pearson(pdist(_embed(m, test)), w2),
+    )
+    model, train_s, r = fitted.model, fitted.train_s, {"untrained": fitted.untrained}
     z = _embed(model, test)
     r["GDE"] = _common.pearson(pdist(z), w2)
     full = full_matrix_pearson(pdist(z), w2)

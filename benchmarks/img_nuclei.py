@@ -22,7 +22,6 @@ import argparse
 
 import numpy as np
 import pandas as pd
-import torch
 from anndata import AnnData
 from scipy.stats import wasserstein_distance
 from sklearn.decomposition import PCA
@@ -78,22 +77,22 @@ def run_nuclei(args: argparse.Namespace) -> dict:
     quadrant = (coords[:, 0] > middle[0]).astype(int) * 2 + (coords[:, 1] > middle[1]).astype(int)
     adata.obs["quadrant"] = pd.Categorical([f"Q{q}" for q in quadrant])
     value_range = (0.0, float(np.max(adata.obsm["image"])))  # uint16 pixels using 0-225 of 0-65535
-    scgde.img.ImageGDE.setup_anndata(adata, set_key="quadrant", value_range=value_range)
-    torch.manual_seed(args.seed)
-    model = scgde.img.ImageGDE(adata, n_latent=16, generator=args.generator)
     sets, stats = _neighbourhoods(adata)
     y = stats[TARGETS].to_numpy()
 
     def embed(m) -> np.ndarray:
         return m.get_set_representation(sets, set_key="centre", progress_bar=False).loc[stats.index].to_numpy()
 
-    r2 = {"untrained conv encoder": _blocked_r2(embed(model), y, quadrant)}
     bandwidth = float(np.median(NearestNeighbors(n_neighbors=2).fit(coords).kneighbors(coords)[0][:, 1]))
-    train_s = _img.train(
-        model,
+    fitted = _img.fit(
+        adata,
+        args,
         steps,
         16,
         16,
+        setup={"set_key": "quadrant", "value_range": value_range},
+        n_latent=16,
+        before_train=lambda m: _blocked_r2(embed(m), y, quadrant),
         kernel={
             "obsm": "spatial",
             "kernel": "exponential",
@@ -102,7 +101,11 @@ def run_nuclei(args: argparse.Namespace) -> dict:
             "n_neighbors": 30,
         },
     )
-    r2 = {"ImageGDE (trained on spatial neighbourhoods)": _blocked_r2(embed(model), y, quadrant), **r2}
+    model, train_s = fitted.model, fitted.train_s
+    r2 = {
+        "ImageGDE (trained on spatial neighbourhoods)": _blocked_r2(embed(model), y, quadrant),
+        "untrained conv encoder": fitted.untrained,
+    }
     pixels = sets.obsm["image"].reshape(sets.n_obs, -1).astype(np.float32)
     mean_images = pd.DataFrame(pixels, index=sets.obs["centre"]).groupby(level=0).mean().loc[stats.index].to_numpy()
     r2["mean image of the neighbourhood (10 PCs)"] = _blocked_r2(

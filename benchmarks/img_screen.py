@@ -23,7 +23,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
@@ -75,10 +74,7 @@ def run_screen(args: argparse.Namespace) -> dict:
     train_genes = [g for g in genes if g not in held]
     gene = adata.obs["gene"].astype(str).to_numpy()
     train = adata[~np.isin(gene, held)].copy()
-    scgde.img.ImageGDE.setup_anndata(train, set_key="gene")
-    torch.manual_seed(args.seed)
-    model = scgde.img.ImageGDE(train, n_latent=32, generator=args.generator)
-    train_s = _img.train(model, steps, 16, 32)
+    model, train_s, *_ = _img.fit(train, args, steps, 16, 32, setup={"set_key": "gene"}, n_latent=32)
     predictor = scgde.model.PerturbationPredictor(model, "gene", control=CONTROL, features=features).fit()
     start = time.perf_counter()
     generated = predictor.predict(held, n_cells=size["n_gen"])

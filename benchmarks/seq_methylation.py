@@ -18,7 +18,6 @@ Usage: python -m benchmarks.seq_methylation [--quick] [--seed 0] [--threads 1] [
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import scgde
-from benchmarks import _common
+from benchmarks import _common, _seq
 from benchmarks._seq import set_spectra
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "methylation_reads_methylbert"
@@ -77,15 +76,8 @@ def run(args: argparse.Namespace) -> dict:
     scvi.settings.seed = args.seed
     train = read_sets(Path(args.data) / "train_seq.csv", args.seed, args.quick)
     test = read_sets(Path(args.data) / "test_seq.csv", args.seed + 1, args.quick)
-    scgde.seq.SeqGDE.setup_anndata(train, set_key="set", unknown="mask")
-    model = scgde.seq.SeqGDE(train)
-    untrained = scgde.seq.SeqGDE(train)
-    start = time.perf_counter()
-    if args.quick:
-        model.train(max_epochs=2, batches_per_epoch=3, sets_per_batch=4, cells_per_set=8, enable_progress_bar=False)
-    else:
-        model.train(enable_progress_bar=False)
-    train_s = time.perf_counter() - start
+    fitted = _seq.fit_default(train, {"set_key": "set", "unknown": "mask"}, args.quick)
+    model, untrained, train_s = fitted.model, fitted.untrained, fitted.train_s
     info_train, info_test = set_table(train), set_table(test)
     y_train = (info_train["ctype"] == "T").to_numpy()
     y_test = (info_test["ctype"] == "T").to_numpy()

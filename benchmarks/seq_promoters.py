@@ -30,7 +30,6 @@ Usage: python -m benchmarks.seq_promoters [--quick] [--seed 0] [--threads 1] [--
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 
 import scgde
-from benchmarks import _common
+from benchmarks import _common, _seq
 from benchmarks._seq import kmer_frequencies, set_spectra
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "yeast_promoters_dream" / "demo_train.txt"
@@ -126,17 +125,8 @@ def run(args: argparse.Namespace) -> dict:
         kmer_frequencies(train.obs["sequence"], K), train.obs["expression"]
     )
 
-    scgde.seq.SeqGDE.setup_anndata(train, set_key="bin")
-    model = scgde.seq.SeqGDE(train)
-    untrained = scgde.seq.SeqGDE(train)  # the same architecture, never trained
-    start = time.perf_counter()
-    if args.quick:
-        model.train(
-            max_epochs=2, batches_per_epoch=3, sets_per_batch=4, cells_per_set=8, window=2, enable_progress_bar=False
-        )
-    else:
-        model.train(window=2, enable_progress_bar=False)
-    train_s = time.perf_counter() - start
+    fitted = _seq.fit_default(train, {"set_key": "bin"}, args.quick, window=2)
+    model, untrained, train_s = fitted.model, fitted.untrained, fitted.train_s  # untrained: the same architecture
 
     def bin_embeddings(m):
         return m.get_set_representation(adata, set_key="bin", progress_bar=False).loc[adata.obs["bin"].cat.categories]

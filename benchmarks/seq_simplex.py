@@ -18,7 +18,6 @@ Usage: python -m benchmarks.seq_simplex [--quick] [--seed 0] [--threads 1]
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import pandas as pd
@@ -66,18 +65,22 @@ def run(args: argparse.Namespace) -> dict:
         set_size=size["eval_size"], compositions=grid, patterns=patterns, seed=args.seed + 1000
     )
     truth = pdist(grid)
-    scgde.seq.SeqGDE.setup_anndata(train, set_key="set")
-    model = scgde.seq.SeqGDE(train)
-    untrained_emb = model.get_set_representation(test, set_key="set", progress_bar=False)
-    untrained_props, untrained_valid = generated_composition(model, untrained_emb, patterns, size["n_generate"])
-    start = time.perf_counter()
-    if args.quick:
-        model.train(max_epochs=3, batches_per_epoch=5, enable_progress_bar=False)
-    else:
-        model.train(enable_progress_bar=False)
-    train_s = time.perf_counter() - start
-    emb = model.get_set_representation(test, set_key="set", progress_bar=False)
-    props, valid = generated_composition(model, emb, patterns, size["n_generate"])
+
+    def readouts(m):
+        """The grid sets' vectors, and the source proportions and validity of sequences generated from them."""
+        emb = m.get_set_representation(test, set_key="set", progress_bar=False)
+        return emb, *generated_composition(m, emb, patterns, size["n_generate"])
+
+    fitted = _common.fit_model(
+        scgde.seq.SeqGDE,
+        train,
+        setup={"set_key": "set"},
+        quick_budget={"max_epochs": 3, "batches_per_epoch": 5} if args.quick else None,
+        before_train=readouts,
+    )
+    model, train_s, epochs = fitted.model, fitted.train_s, fitted.epochs
+    untrained_emb, untrained_props, untrained_valid = fitted.untrained
+    emb, props, valid = readouts(model)
     guided_props, guided_valid = generated_composition(model, emb, patterns, size["n_generate"], guidance=3.0)
     reps = {
         "GDE latent (default SeqGDE)": emb.to_numpy(),
@@ -110,7 +113,6 @@ def run(args: argparse.Namespace) -> dict:
         }
     ).T
     generation.index.name = "generator"
-    steps = model.history["train_loss_epoch"].shape[0] if "train_loss_epoch" in model.history else None
     metrics = {
         "GDE_r": geometry.iloc[0, 0],
         "untrained_r": geometry.iloc[1, 0],
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> dict:
             f"### {TITLE}",
             f"Command: `{command}`. Machine: {_common.machine()}, {args.threads} torch thread(s). "
             f"Training: {size['n_train']} sets x {size['set_size']} sequences, {train_s:.0f} s"
-            f"{'' if steps is None else f' ({steps} epochs)'}; evaluation: 55 grid sets x {size['eval_size']}.",
+            f"{'' if epochs is None else f' ({epochs} epochs)'}; evaluation: 55 grid sets x {size['eval_size']}.",
             _common.markdown_table(geometry),
             f"Paper (HyenaDNA GDE): Pearson r = {PAPER_R}.",
             _common.markdown_table(generation),

@@ -28,12 +28,10 @@ Usage: python -m benchmarks.seq_spike [--quick] [--seed 0] [--threads 1] [--data
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scvi
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import ShuffleSplit
 from sklearn.pipeline import make_pipeline
@@ -41,7 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 import scgde
-from benchmarks import _common
+from benchmarks import _common, _seq
 
 #: the folder holding spike_mutation_counts_evescape/ and sarscov2_genbank_nextstrain/ (beside the repository)
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -139,16 +137,15 @@ def task(adata, set_key: str, cells_per_set: int, min_carriers: int, args, count
     year_month = info["month"].str.split("-", expand=True).astype(int)
     info["month"] = (year_month[0] - 2019) * 12 + year_month[1] - 12
     codes = pd.Categorical(reduced.obs[set_key], categories=info.index).codes
-    scvi.settings.seed = args.seed
-    scgde.seq.SeqGDE.setup_anndata(reduced, set_key=set_key, alphabet="protein", unknown="mask")
-    model = scgde.seq.SeqGDE(reduced)
-    untrained = scgde.seq.SeqGDE(reduced)
-    start = time.perf_counter()
-    if args.quick:
-        model.train(max_epochs=2, batches_per_epoch=3, sets_per_batch=4, cells_per_set=4, enable_progress_bar=False)
-    else:
-        model.train(cells_per_set=cells_per_set, enable_progress_bar=False)
-    train_s = time.perf_counter() - start
+    fitted = _seq.fit_default(
+        reduced,
+        {"set_key": set_key, "alphabet": "protein", "unknown": "mask"},
+        args.quick,
+        seed=args.seed,
+        quick_budget={**_seq.QUICK_BUDGET, "cells_per_set": 4},
+        cells_per_set=cells_per_set,
+    )
+    model, untrained, train_s = fitted.model, fitted.untrained, fitted.train_s
     embed = lambda m: m.get_set_representation(progress_bar=False).loc[info.index].to_numpy()
     features = {
         "GDE (default protein SeqGDE)": embed(model),

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 from benchmarks import seq_simplex
 
 
@@ -51,3 +52,21 @@ def test_seq_spike_quick(shared_data):
     assert (monthly["month MAE (months)"] > 0).all() and countries["country accuracy"].between(0, 1).all()
     # the majority class is a real baseline: its accuracy is the share of the most common country
     assert 0.2 < countries.loc["training mean / majority class", "country accuracy"] < 1
+
+
+def test_fit_model_counts_the_steps_taken_and_builds_the_twin_before_training():
+    from benchmarks import _common, _seq
+
+    import scgde
+
+    adata = scgde.datasets.synthetic_dna_simplex(n_sets=8, set_size=10, seed=0)
+    fitted = _seq.fit_default(adata, {"set_key": "set"}, quick=True, seed=0)
+    budget = _seq.QUICK_BUDGET
+    assert fitted.steps == budget["max_epochs"] * budget["batches_per_epoch"]
+    assert fitted.model.is_trained_ and fitted.train_s > 0
+    twin = fitted.untrained  # built between the model and its training: untrained, its own initial weights
+    assert isinstance(twin, scgde.seq.SeqGDE) and not twin.is_trained_ and twin is not fitted.model
+    with pytest.raises(ValueError, match="train=None"):
+        _common.fit_model(scgde.seq.SeqGDE, adata, setup=None, train={"epochs": 1}, options={"window": 2})
+    with pytest.raises(ValueError, match="seed_with"):
+        _common.build(scgde.seq.SeqGDE, adata, setup=None, model=None, seed=0, seed_with="numpy")
