@@ -253,6 +253,10 @@ def in_sample(name: str, args) -> pd.DataFrame:
             continue
         seconds = time.perf_counter() - start
         print(f"  {name}: {method_name} {seconds:.1f} s", flush=True)
+        bad = int((~np.isfinite(distances)).sum())
+        if bad:  # e.g. GloScope's density estimates on samples of a few cells: recorded, not scored
+            rows.append({"method": method_name, "status": f"failed ({bad} of {distances.size} distances not finite)"})
+            continue
         row = {"method": method_name, "status": "ok", "seconds": round(seconds, 1)}
         meta = sample_targets(adata, spec["sample_key"], spec["targets"], samples)
         for target in spec["targets"]:

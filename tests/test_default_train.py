@@ -54,7 +54,9 @@ def test_gde_on_sets(recorded):
     adata = _gaussian_sets()
     scgde.model.GDE.setup_anndata(adata, set_key="set")
     call = _check_default(scgde.model.GDE(adata, n_hidden=16), recorded, min_steps=1000)
-    assert call["kernel"] == "auto"  # few sets: neighbourhoods decided by the data splitter
+    assert (
+        call["kernel"]["n_neighbors"] == 100
+    )  # few sets: train() chose neighbourhoods in principal components  # few sets: neighbourhoods decided by the data splitter
 
 
 def test_gde_on_niches(recorded):
@@ -70,6 +72,13 @@ def test_gde_on_mudata(recorded):
     mdata = scgde.datasets.multimodal_sets(n_sets=8, set_size=20, n_genes=30, n_proteins=6, n_regions=12, seed=0)
     scgde.model.GDE.setup_mudata(mdata, set_key="clone")
     _check_default(scgde.model.GDE(mdata, n_hidden=16), recorded, min_steps=1000)
+
+
+def test_multimodal_gde(recorded):
+    mdata = scgde.datasets.multimodal_sets(n_sets=8, set_size=20, n_genes=30, n_proteins=6, n_regions=12, seed=0)
+    scgde.model.MultimodalGDE.setup_mudata(mdata, set_key="clone")
+    call = _check_default(scgde.model.MultimodalGDE(mdata, n_hidden=16), recorded, min_steps=1000)
+    assert call["kernel"] is None  # no neighbourhood sets for multimodal cells
 
 
 def test_seqgde(recorded):

@@ -195,3 +195,69 @@ def test_load_keeps_the_likelihoods_and_checks_the_features(model, mdata, tmp_pa
     loaded = scgde.model.GDE.load(tmp_path / "m", adata=mdata)
     assert loaded.module.layout.kinds == model.module.layout.kinds and loaded.module.log1p == model.module.log1p
     np.testing.assert_allclose(loaded.get_set_representation(progress_bar=False).to_numpy(), emb, atol=1e-6)
+
+
+# ---------------------------------------------------------------- MultimodalGDE, the MuData model class
+def test_multimodal_gde_directly(mdata):
+    scgde.model.MultimodalGDE.setup_mudata(mdata, set_key="clone")
+    model = _train(scgde.model.MultimodalGDE(mdata, n_latent=3, n_hidden=16))
+    assert type(model) is scgde.model.MultimodalGDE and model._multimodal
+    assert model.module.layout.kinds == ("nb", "gaussian", "bernoulli")
+    assert model.get_set_representation(progress_bar=False).shape == (10, 3)
+    assert isinstance(model.generate(["clone0"], n_cells=5), mudata.MuData)
+    # registered for MultimodalGDE: the class GDE(mdata) builds
+    assert type(scgde.model.GDE(mdata, n_latent=3, n_hidden=16)) is scgde.model.MultimodalGDE
+
+
+def test_gde_of_a_mudata_is_a_multimodal_gde(model, mdata):
+    assert type(model) is scgde.model.MultimodalGDE
+    assert not isinstance(model, scgde.model.GDE)  # GDE is the AnnData model
+    assert model.registry_["model_name"] == "MultimodalGDE"  # GDE.setup_mudata registers for MultimodalGDE
+    direct = scgde.model.MultimodalGDE(mdata, n_latent=3, n_hidden=16)
+    assert direct.init_params_ == scgde.model.GDE(mdata, n_latent=3, n_hidden=16).init_params_
+
+
+def test_gde_load_of_a_multimodal_model_is_a_multimodal_gde(model, mdata, tmp_path):
+    emb = model.get_set_representation(progress_bar=False)
+    model.save(tmp_path / "m", save_anndata=True)
+    for loader in (scgde.model.GDE, scgde.model.MultimodalGDE):
+        loaded = loader.load(tmp_path / "m")
+        assert type(loaded) is scgde.model.MultimodalGDE
+        np.testing.assert_allclose(loaded.get_set_representation(progress_bar=False).to_numpy(), emb, atol=1e-6)
+    adata = scgde.datasets.synthetic_mvn(n_sets=4, set_size=10, seed=0)
+    scgde.model.GDE.setup_anndata(adata, set_key="set")
+    scgde.model.GDE(adata, n_latent=2, n_hidden=8).save(tmp_path / "a")
+    with pytest.raises(TypeError, match="GDE.load"):
+        scgde.model.MultimodalGDE.load(tmp_path / "a")
+
+
+def test_a_multimodal_gde_saved_before_the_class_loads(model, mdata, tmp_path):
+    """A folder written by GDE(mdata) before MultimodalGDE existed: registered as "GDE", with GDE's init arguments."""
+    emb = model.get_set_representation(progress_bar=False)
+    model.save(tmp_path / "m")
+    saved = torch.load(tmp_path / "m" / "model.pt", weights_only=False)
+    saved["attr_dict"]["registry_"]["model_name"] = "GDE"
+    saved["attr_dict"]["registry_"]["setup_args"]["unsupported"] = []
+    saved["attr_dict"]["init_params_"]["non_kwargs"].update(generator=None, likelihood=None, output_support="auto")
+    torch.save(saved, tmp_path / "m" / "model.pt")
+    loaded = scgde.model.GDE.load(tmp_path / "m", adata=mdata)
+    assert type(loaded) is scgde.model.MultimodalGDE
+    np.testing.assert_allclose(loaded.get_set_representation(progress_bar=False).to_numpy(), emb, atol=1e-6)
+
+
+def test_multimodal_gde_refuses_an_anndata_and_gde_has_no_mudata_path(mdata):
+    adata = scgde.datasets.synthetic_mvn(n_sets=4, set_size=10, seed=0)
+    scgde.model.GDE.setup_anndata(adata, set_key="set")
+    with pytest.raises(TypeError, match=r"scgde\.model\.GDE"):
+        scgde.model.MultimodalGDE(adata)
+    with pytest.raises(TypeError, match=r"GDE\.setup_anndata"):
+        scgde.model.MultimodalGDE.setup_anndata(adata, set_key="set")
+    with pytest.raises(TypeError, match="setup_mudata needs a MuData"):
+        scgde.model.MultimodalGDE.setup_mudata(adata, set_key="set")
+    # GDE is the AnnData model: the MuData helpers live on MultimodalGDE only
+    for name in ("_modality_fetcher", "modalities", "_init_module", "_modality_specs"):
+        assert name not in dir(scgde.model.GDE) and name in dir(scgde.model.MultimodalGDE)
+    assert type(scgde.model.GDE(adata, n_latent=2, n_hidden=8)) is scgde.model.GDE
+    scgde.model.GDE.setup_mudata(mdata, set_key="clone")
+    with pytest.raises(ValueError, match="output_support"):
+        scgde.model.GDE(mdata, output_support="real")

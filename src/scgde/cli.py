@@ -166,18 +166,16 @@ def _load_model(folder: Path, data: Path, backed: bool = False):
 
 def _check_data_for_model(model, adata, path: str) -> None:
     """A count (nb) model must be fed raw counts, from the layer it was trained on."""
-    from scgde.data import RowFetcher
+    from scgde.data import layer_fetcher
 
     if getattr(model.module, "likelihood", None) != "nb":
         return
     layer = model.adata_manager.registry["setup_args"].get("layer")
-    if layer is not None and layer not in adata.layers:
-        raise KeyError(
-            f"the model reads raw counts from layer {layer!r}, which {path} lacks (layers: {list(adata.layers)})."
-        )
-    where = "X" if layer is None else f"layers[{layer!r}]"
+    fix = f"the model reads raw counts from that layer, which {path} lacks: pass a file that has it"
+    fetcher = layer_fetcher(adata, layer, name="adata", fix=fix)
+    where = fetcher.name.removeprefix("adata.")
     try:
-        RowFetcher(adata.X if layer is None else adata.layers[layer], where).check_counts()
+        fetcher.check_counts()
     except ValueError:
         raise ValueError(
             f"the model was trained on raw counts (likelihood='nb', from {where}), but {where} of {path} has "

@@ -1,9 +1,24 @@
 """Set construction ("meta-distributions") and set-wise data loading."""
 
-from ._datamodule import SetDataModule, SetDataSplitter, uses_auto_kernel
+from ._datamodule import (
+    SET_LABEL_KEY,
+    WEIGHTS_KEY,
+    SetDataModule,
+    SetDataSplitter,
+    auto_kernel_applies,
+    uses_auto_kernel,
+)
 from ._design import PerturbationDesign
-from ._fetch import OneChannelImages, RowFetcher
-from ._fields import SET_KEY, SET_LABELS_KEY, SetLabelsObsField, SetObsField, registered_set_labels, registered_sets
+from ._fetch import MissingLayerError, OneChannelImages, RowFetcher, layer_fetcher, layer_matrix
+from ._fields import (
+    SET_KEY,
+    SET_LABELS_KEY,
+    RegistryField,
+    SetLabelsObsField,
+    SetObsField,
+    registered_set_labels,
+    registered_sets,
+)
 from ._mudata import MODALITY_ARGS, ModalityFetcher, registered_fetcher, registered_modalities
 from ._niches import NICHE_KEY, NicheObspField, NicheSampler, NicheSets, encode_niches, registered_niches
 from ._samplers import (
@@ -33,6 +48,8 @@ __all__ = [
     "registered_niches",
     "SET_KEY",
     "SET_LABELS_KEY",
+    "SET_LABEL_KEY",
+    "WEIGHTS_KEY",
     "SET_NAME_SEP",
     "DirichletMixer",
     "GroupSampler",
@@ -40,6 +57,9 @@ __all__ = [
     "PerturbationDesign",
     "OneChannelImages",
     "RowFetcher",
+    "MissingLayerError",
+    "layer_fetcher",
+    "layer_matrix",
     "SetBatch",
     "GeneOrder",
     "ChainedChunks",
@@ -47,11 +67,13 @@ __all__ = [
     "SetDataModule",
     "SetDataSplitter",
     "SetLabelsObsField",
+    "RegistryField",
     "SetObsField",
     "SetIndex",
     "SetSampler",
     "WindowSampler",
     "as_key_list",
+    "auto_kernel_applies",
     "default_chunk_size",
     "make_sampler",
     "n_training_sets",

@@ -14,10 +14,12 @@ from lightning.pytorch import LightningDataModule
 from scvi import REGISTRY_KEYS
 from torch.utils.data import DataLoader, Dataset
 
+from scgde._docs import inject_docs
+
 from ._fetch import RowFetcher
 from ._fields import registered_set_labels, registered_sets
 from ._mudata import ModalityFetcher, registered_fetcher, registered_modalities
-from ._niches import registered_niches
+from ._niches import NICHE_KEY, registered_niches
 from ._samplers import SetBatch, SetSampler, make_sampler
 from ._sets import split_sets
 from ._stream import pca_coordinates
@@ -25,6 +27,9 @@ from ._stream import pca_coordinates
 #: ``kernel="auto"`` trains on kernel neighbourhoods when there are fewer training sets than this
 AUTO_KERNEL_SETS = 50
 AUTO_KERNEL_NEIGHBORS = 100
+#: keys of a batch's tensors besides ``REGISTRY_KEYS.X_KEY`` and ``REGISTRY_KEYS.BATCH_KEY`` (the modules read them)
+WEIGHTS_KEY = "weights"
+SET_LABEL_KEY = "set_label"
 
 
 def uses_auto_kernel(n_train_sets: int, mixer=None, window=None, has_set_labels: bool = False) -> bool:
@@ -33,6 +38,19 @@ def uses_auto_kernel(n_train_sets: int, mixer=None, window=None, has_set_labels:
     A label head learns from whole labelled sets, so labelled data keep whole sets.
     """
     return mixer is None and window is None and not has_set_labels and n_train_sets < AUTO_KERNEL_SETS
+
+
+def auto_kernel_applies(adata_manager, n_train_sets: int, mixer=None, window=None) -> bool:
+    """Whether ``kernel="auto"`` trains the data registered with ``adata_manager`` on kernel neighbourhoods.
+
+    Never for niche models (a niche is already a neighbourhood) nor MuData (principal components of
+    multimodal cells would group them by their missing modalities); otherwise :func:`uses_auto_kernel`,
+    with the registered set labels. The one decision, made by ``train()`` and by a
+    :class:`SetDataSplitter` given ``kernel="auto"``.
+    """
+    if NICHE_KEY in adata_manager.data_registry or registered_modalities(adata_manager) is not None:
+        return False
+    return uses_auto_kernel(n_train_sets, mixer, window, registered_set_labels(adata_manager) is not None)
 
 
 class _SetBatches(Dataset):
@@ -171,17 +189,17 @@ class SetDataModule(LightningDataModule):
         """Fetch the rows of a :class:`SetBatch` as model input tensors."""
         n_sets, m = batch.cells.shape
         x = self.fetcher.rows(batch.cells.ravel()).reshape(n_sets, m, -1)
-        out = {"X": torch.from_numpy(x)}
+        out = {REGISTRY_KEYS.X_KEY: torch.from_numpy(x)}
         if batch.weights is not None:
-            out["weights"] = torch.as_tensor(batch.weights, dtype=torch.float32)
+            out[WEIGHTS_KEY] = torch.as_tensor(batch.weights, dtype=torch.float32)
         if self.batch_codes is not None:
-            out["batch"] = torch.from_numpy(self.batch_codes[batch.cells].astype(np.int64))
+            out[REGISTRY_KEYS.BATCH_KEY] = torch.from_numpy(self.batch_codes[batch.cells].astype(np.int64))
         if self.set_label_values is not None:
             labels = np.full(n_sets, np.nan, dtype=np.float32)
             if batch.sets is not None:
                 whole = batch.sets >= 0
                 labels[whole] = self.set_label_values[batch.sets[whole]]
-            out["set_label"] = torch.from_numpy(labels)
+            out[SET_LABEL_KEY] = torch.from_numpy(labels)
         return out
 
     def train_dataloader(self) -> DataLoader:
@@ -193,6 +211,7 @@ class SetDataModule(LightningDataModule):
         return [] if self._val is None else DataLoader(self._val, batch_size=None, shuffle=False)
 
 
+@inject_docs
 class SetDataSplitter(SetDataModule):
     """scvi-tools data splitter for sets: the ``_data_splitter_cls`` of :class:`scgde.model.GDE`.
 
@@ -204,8 +223,7 @@ class SetDataSplitter(SetDataModule):
     ----------
     adata_manager
         Manager of the registered AnnData.
-    train_size
-        Fraction of sets used for training (default 0.9); the rest are validation sets.
+    %(train_size)s
     validation_size
         Unused (the validation sets are all sets not used for training); accepted for scvi-tools.
     batch_size
@@ -219,19 +237,21 @@ class SetDataSplitter(SetDataModule):
         process then only has its own random stream).
     load_sparse_tensor
         Unused; accepted for scvi-tools.
-    cells_per_set
-        Cells drawn per set ``m``.
+    %(cells_per_set)s
     mixer, kernel, window
         Training-set sampler options (see :func:`scgde.data.make_sampler`). ``kernel="auto"``: kernel
         neighbourhoods within each set, in the principal components of the data, when there are fewer
         than ``AUTO_KERNEL_SETS`` training sets and no mixer (few groups give the generator too few
-        distinct set vectors to learn from); whole sets otherwise.
-    min_set_size
-        Sets with fewer cells are skipped, with a warning that counts them.
+        distinct set vectors to learn from); whole sets otherwise (decided by
+        :func:`auto_kernel_applies`; :meth:`scgde.model.GDE.train` decides it once and passes the
+        kernel it chose).
+    %(min_set_size)s
     batches_per_epoch
         Training minibatches per epoch.
     seed
         Seed of the split and of the set and cell draws.
+    **kwargs
+        Other options scvi-tools passes; ignored.
     """
 
     def __init__(
@@ -282,13 +302,9 @@ class SetDataSplitter(SetDataModule):
 
         fetcher = self.make_fetcher(adata_manager)
         labels = registered_set_labels(adata_manager)
-        if kernel == "auto":
+        if kernel == "auto":  # model.train() passes the kernel it decided; "auto" is decided here for direct use
             kernel = None
-            if (
-                niches is None
-                and registered_modalities(adata_manager) is None
-                and uses_auto_kernel(len(train_sets), mixer, window, labels is not None)
-            ):
+            if auto_kernel_applies(adata_manager, len(train_sets), mixer, window):
                 coords = self.kernel_coordinates(fetcher, seed)
                 kernel = None if coords is None else {"coords": coords, "n_neighbors": AUTO_KERNEL_NEIGHBORS}
         self.kernel = kernel

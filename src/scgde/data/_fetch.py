@@ -271,6 +271,87 @@ class RowFetcher:
         return s["n_neg"] / s["n"]
 
 
+class MissingLayerError(KeyError, ValueError):
+    """A layer named by an argument is not in the AnnData.
+
+    Both a :class:`KeyError` (a missing key) and a :class:`ValueError` (a bad argument value), so
+    callers that catch either keep working; printed without the quotes :class:`KeyError` adds.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def layer_matrix(
+    adata, layer: str | None, *, argument: str = "layer", name: str = "adata", fix: str | None = None
+) -> tuple[object, str]:
+    """The matrix an AnnData holds at ``layer`` (``None``: ``X``) and how to call it in messages.
+
+    Parameters
+    ----------
+    adata
+        The AnnData (in memory, backed or lazy).
+    layer
+        Name of a layer of ``adata``, or ``None`` for ``adata.X``.
+    argument
+        The argument that named ``layer``, quoted in the errors (``"layer"``, ``"controls_layer"``, ...).
+    name
+        How to call ``adata`` in the returned name and in the errors (``"adata"``, ``"mdata.mod['rna']"``, ...).
+    fix
+        What the user should do when the layer is missing (default: pass one of the available
+        layers, or ``argument=None`` for ``X``).
+
+    Returns
+    -------
+    matrix
+        ``adata.X`` or ``adata.layers[layer]``, as stored (nothing is copied or densified).
+    where
+        Its name, e.g. ``"adata.X"`` or ``"adata.layers['counts']"``.
+
+    Raises
+    ------
+    MissingLayerError
+        ``layer`` is not a layer of ``adata`` (a :class:`KeyError` and a :class:`ValueError`); the
+        message names ``argument``, the available layers and ``fix``.
+    ValueError
+        ``layer`` is ``None`` but ``adata.X`` is empty (``None``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anndata import AnnData
+    >>> adata = AnnData(np.zeros((3, 2)), layers={"counts": np.ones((3, 2))})
+    >>> layer_matrix(adata, "counts")[1]
+    "adata.layers['counts']"
+    >>> layer_matrix(adata, None)[1]
+    'adata.X'
+    """
+    if layer is None:
+        where = f"{name}.X"
+        if adata.X is None:
+            raise ValueError(f"{where} is empty (None); pass {argument}= naming the layer that holds the values.")
+        return adata.X, where
+    if layer not in adata.layers:
+        layers = list(adata.layers.keys())
+        todo = fix or f"pass one of them as {argument}=, or {argument}=None to read {name}.X"
+        raise MissingLayerError(f"{argument}={layer!r} is not a layer of {name} (available layers: {layers}); {todo}.")
+    return adata.layers[layer], f"{name}.layers[{layer!r}]"
+
+
+def layer_fetcher(
+    adata,
+    layer: str | None,
+    *,
+    argument: str = "layer",
+    name: str = "adata",
+    fix: str | None = None,
+    counts: bool = False,
+) -> RowFetcher:
+    """A :class:`RowFetcher` of :func:`layer_matrix` ``(adata, layer, ...)``, named as it names the matrix."""
+    matrix, where = layer_matrix(adata, layer, argument=argument, name=name, fix=fix)
+    return RowFetcher(matrix, where, counts=counts)
+
+
 class OneChannelImages:
     """``(n, H, W)`` images read as ``(n, 1, H, W)``, block by block (the source may be on disk).
 

@@ -15,11 +15,16 @@ SET_KEY = "set"
 SET_LABELS_KEY = "set_labels"
 
 
-class _ObsCodesField(BaseAnnDataField):
-    """A registry field whose data are one integer/float code per cell in ``obs[ATTR_KEY]``."""
+class RegistryField(BaseAnnDataField):
+    """A registry field that is never empty and shows no table: the parts of scvi-tools' field that are the same.
+
+    The class fixes the registry key (``REGISTRY_KEY``) and the AnnData attribute (``ATTR_NAME``, e.g. ``"obsm"``);
+    each instance names its key in that attribute (``_attr_key``), unless a subclass defines ``attr_key`` itself.
+    """
 
     REGISTRY_KEY: str
-    ATTR_KEY: str
+    ATTR_NAME: str
+    _attr_key: str
 
     @property
     def registry_key(self) -> str:
@@ -27,15 +32,30 @@ class _ObsCodesField(BaseAnnDataField):
 
     @property
     def attr_name(self) -> str:
-        return "obs"
+        return self.ATTR_NAME
 
     @property
     def attr_key(self) -> str:
-        return self.ATTR_KEY
+        return self._attr_key
 
     @property
     def is_empty(self) -> bool:
         return False
+
+    def view_state_registry(self, state_registry: dict):
+        """No table."""
+        return None
+
+
+class _ObsCodesField(RegistryField):
+    """A registry field whose data are one integer/float code per cell in ``obs[ATTR_KEY]``."""
+
+    ATTR_NAME = "obs"
+    ATTR_KEY: str
+
+    @property
+    def attr_key(self) -> str:
+        return self.ATTR_KEY
 
 
 class SetObsField(_ObsCodesField):
@@ -183,10 +203,6 @@ class SetLabelsObsField(_ObsCodesField):
     def get_summary_stats(self, state_registry: dict) -> dict:
         """Number of classes (1 for a regression target)."""
         return {"n_set_labels": max(1, len(state_registry["categories"]))}
-
-    def view_state_registry(self, state_registry: dict):
-        """No table."""
-        return None
 
 
 def _is_numeric(column) -> bool:

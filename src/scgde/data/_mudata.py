@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scvi import REGISTRY_KEYS
 
-from ._fetch import RowFetcher
+from ._fetch import RowFetcher, layer_fetcher
 
 #: ``setup_mudata`` argument -> (registry key of its matrix, default modality name)
 MODALITY_ARGS = {
@@ -44,10 +44,8 @@ class ModalityFetcher:
         """
         fetchers, positions = [], []
         for mod, layer in layers.items():
-            adata = mdata.mod[mod]
-            matrix = adata.X if layer is None else adata.layers[layer]
-            name = f"mdata.mod[{mod!r}]." + ("X" if layer is None else f"layers[{layer!r}]")
-            fetchers.append(RowFetcher(matrix, name, counts=mod in (counts or ())))
+            name = f"mdata.mod[{mod!r}]"
+            fetchers.append(layer_fetcher(mdata.mod[mod], layer, name=name, counts=mod in (counts or ())))
             positions.append(np.asarray(mdata.obsmap[mod]).ravel().astype(np.int64) - 1)
         return cls(fetchers, positions, list(layers))
 
@@ -111,6 +109,4 @@ def registered_fetcher(adata_manager) -> RowFetcher | ModalityFetcher:
     modalities = registered_modalities(adata_manager)
     if modalities is not None:
         return ModalityFetcher.from_mudata(adata_manager.adata, modalities)
-    layer = adata_manager.data_registry[REGISTRY_KEYS.X_KEY].attr_key
-    name = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    return RowFetcher(adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), name)
+    return layer_fetcher(adata_manager.adata, adata_manager.data_registry[REGISTRY_KEYS.X_KEY].attr_key)

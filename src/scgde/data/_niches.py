@@ -10,9 +10,9 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from scvi import settings
-from scvi.data.fields import BaseAnnDataField
 from scvi.utils import track
 
+from ._fields import RegistryField
 from ._samplers import SetBatch, SetSampler, register_set_kind
 
 #: registry key of the niche weights (``adata_manager.get_from_registry(NICHE_KEY)``)
@@ -133,7 +133,7 @@ def _niche_sampler(
     return NicheSampler(niches, cells_per_set, sets)
 
 
-class NicheObspField(BaseAnnDataField):
+class NicheObspField(RegistryField):
     """Niche weights from ``adata.obsp[niche_key]``, registered with scvi-tools (e.g. from :func:`scgde.tl.niche_sets`).
 
     Row ``i`` is the weighted set of cells around cell ``i``. Registering checks the matrix (square,
@@ -145,25 +145,16 @@ class NicheObspField(BaseAnnDataField):
         Key of ``adata.obsp``.
     """
 
+    REGISTRY_KEY = NICHE_KEY
+    ATTR_NAME = "obsp"
+
     def __init__(self, niche_key: str):
         super().__init__()
         self.niche_key = niche_key
 
     @property
-    def registry_key(self) -> str:
-        return NICHE_KEY
-
-    @property
-    def attr_name(self) -> str:
-        return "obsp"
-
-    @property
     def attr_key(self) -> str:
         return self.niche_key
-
-    @property
-    def is_empty(self) -> bool:
-        return False
 
     def validate_field(self, adata: AnnData) -> None:
         """Check that the weights exist and form non-empty niches."""
@@ -186,10 +177,6 @@ class NicheObspField(BaseAnnDataField):
     def get_summary_stats(self, state_registry: dict) -> dict:
         """Niches are sets: one per cell."""
         return {}
-
-    def view_state_registry(self, state_registry: dict):
-        """No table."""
-        return None
 
 
 def registered_niches(adata_manager) -> NicheSets | None:

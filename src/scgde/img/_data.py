@@ -6,9 +6,8 @@ import warnings
 
 import numpy as np
 from anndata import AnnData
-from scvi.data.fields import BaseAnnDataField
 
-from scgde.data import SetDataSplitter
+from scgde.data import RegistryField, SetDataSplitter
 
 #: registry key of the images (``adata_manager.get_from_registry(IMAGE_KEY)``)
 IMAGE_KEY = "image"
@@ -98,7 +97,7 @@ def _to_numpy(block) -> np.ndarray:
     return np.asarray(block.compute() if hasattr(block, "compute") else block)
 
 
-class ImageObsmField(BaseAnnDataField):
+class ImageObsmField(RegistryField):
     """The images of ``adata.obsm[image_key]``, registered with scvi-tools.
 
     Registering checks the array's shape and dtype and records ``(C, H, W)``, the dtype and the
@@ -114,26 +113,13 @@ class ImageObsmField(BaseAnnDataField):
         ``(low, high)`` pixel values mapped to -1 and 1 (default: see :func:`dtype_range`).
     """
 
+    REGISTRY_KEY = IMAGE_KEY
+    ATTR_NAME = "obsm"
+
     def __init__(self, image_key: str, value_range: tuple[float, float] | None = None):
         super().__init__()
         self._attr_key = image_key
         self.value_range = value_range
-
-    @property
-    def registry_key(self) -> str:
-        return IMAGE_KEY
-
-    @property
-    def attr_name(self) -> str:
-        return "obsm"
-
-    @property
-    def attr_key(self) -> str:
-        return self._attr_key
-
-    @property
-    def is_empty(self) -> bool:
-        return False
 
     def validate_field(self, adata: AnnData) -> None:
         """Check that the images exist with a usable shape and dtype."""
@@ -167,10 +153,6 @@ class ImageObsmField(BaseAnnDataField):
         """Channels and pixels."""
         c, h, w = state_registry["shape"]
         return {"n_channels": c, "image_pixels": h * w}
-
-    def view_state_registry(self, state_registry: dict):
-        """No table."""
-        return None
 
 
 class ImageReader:

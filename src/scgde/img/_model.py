@@ -11,6 +11,7 @@ import torch
 from anndata import AnnData
 from scvi.utils import setup_anndata_dsp
 
+from scgde._docs import inject_docs
 from scgde.model.base import (
     BaseSetModelClass,
     EmbeddingMixin,
@@ -46,6 +47,7 @@ IMG_CHUNK_ACTIVATIONS = 2**24
 GUIDANCE = 0.0
 
 
+@inject_docs(encoder_class="~scgde.img.ConvImageEncoder")
 class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
     """Generative Distribution Embeddings of sets of single-cell images.
 
@@ -59,12 +61,9 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
 
     Parameters
     ----------
-    adata
-        AnnData registered with :meth:`setup_anndata` (it may have no variables).
-    n_latent
-        Dimension of the set embedding.
-    encoder
-        ``"conv"``: the convolutional set encoder.
+    %(model_adata_elements)s
+    %(n_latent)s
+    %(conv_encoder)s
     generator
         ``"flow"`` (default; flow matching, sampled with 32 midpoint steps) or ``"ddpm"`` (denoising
         diffusion with 400 steps, the paper's image generator). Measured on the digit simplex
@@ -163,6 +162,7 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
             cls, adata, set_key, ImageObsmField(image_key, value_range), setup_method_args, "image", **kwargs
         )
 
+    @inject_docs(elements="images")
     def train(
         self,
         max_epochs: int | None = None,
@@ -176,14 +176,10 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
         ----------
         max_epochs
             Default: 20 passes over the training images, within 1,000 to 4,000 optimiser steps.
-        sets_per_batch
-            Sets per minibatch.
-        cells_per_set
-            Images drawn per set (the encoder sees all of them; the generator's loss uses up to
-            ``generator_kwargs["max_loss_elements"]`` of them, 8 by default).
-        **kwargs
-            As for :meth:`scgde.model.GDE.train` (``lr``, ``mixer``, ``train_size``,
-            ``early_stopping``, ``enable_progress_bar``, ...). Spatial neighbourhoods:
+        %(sets_per_batch)s
+        %(elements_per_set)s
+        %(element_train_kwargs)s
+            Spatial neighbourhoods:
             ``kernel={"obsm": "spatial", "kernel": "exponential", "within_set": False}`` draws each
             training set around a random cell with weights ``exp(-d / bandwidth)``
             (:class:`~scgde.data.KernelSampler`).
@@ -222,6 +218,7 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
 
     # ------------------------------------------------------------------ generation
     @torch.inference_mode()
+    @inject_docs(elements="images")
     def generate(
         self,
         sets: SetsOrEmbeddings,
@@ -235,11 +232,8 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
 
         Parameters
         ----------
-        sets
-            Set names of the training AnnData, a DataFrame of embeddings (as returned by
-            :meth:`get_set_representation`, e.g. of unseen sets) or an array ``(n, n_latent)``.
-        n_samples
-            Images per set.
+        %(generate_sets)s
+        %(n_samples_per_set)s
         guidance
             Classifier-free guidance weight ``w`` (``(1 + w)`` times the conditional minus ``w``
             times the unconditional prediction). ``0`` (default) samples the set's own
@@ -249,8 +243,7 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
             32), or, for DDPM, an evenly strided subset of its training schedule
             (``generator_kwargs["n_steps"]``, 400 by default; DDIM with ``eta = 1``, which narrows the
             samples as the steps get fewer; default: every step, ancestral sampling).
-        batch_size
-            Images generated per network call (memory).
+        %(batch_size_elements)s
         image_key
             ``obsm`` key of the generated images (default: the registered ``image_key``).
 
@@ -259,11 +252,7 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
         AnnData with no variables: ``obsm[image_key]`` ``(n, C, H, W)`` in the registered dtype and
         pixel range, ``obs["set"]`` (the source). Seeded by ``scvi.settings.seed``.
         """
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
-        emb = self._as_embeddings(sets)
-        self.module.eval()
-        z_all = torch.tensor(emb.to_numpy(), dtype=torch.float32)
+        emb, z_all = self._generation_latents(sets, n_samples)
         options: dict = {"guidance": guidance}
         if n_sample_steps is not None:
             options["n_steps"] = int(n_sample_steps)
@@ -280,11 +269,12 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
                 out.append(torch.cat(parts, dim=1).flatten(0, 1).cpu().numpy())
         state = self._image_state
         pixels = to_pixels(np.concatenate(out), self.image_shape, state["dtype"], state["value_range"])
-        obs = pd.DataFrame({"set": pd.Categorical(np.repeat(np.asarray(emb.index, dtype=str), n_samples))})
+        obs = pd.DataFrame({"set": self._source_sets(emb, n_samples)})
         obs.index = obs.index.astype(str)
         key = image_key or self.adata_manager.data_registry[IMAGE_KEY].attr_key
         return AnnData(obs=obs, obsm={key: pixels})
 
+    @inject_docs(elements="images")
     def interpolate(
         self, set_a: str | np.ndarray, set_b: str | np.ndarray, n_steps: int = 5, n_samples: int = 16, **kwargs
     ) -> AnnData:
@@ -292,18 +282,15 @@ class ImageGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
 
         Parameters
         ----------
-        set_a, set_b
-            Set names or embeddings ``(n_latent,)``.
-        n_steps
-            Points ``t = 0, ..., 1`` on the line.
-        n_samples
-            Images per point.
+        %(line_ends)s
+        %(line_steps)s
+        %(n_samples_per_point)s
         **kwargs
             Passed to :meth:`generate` (``guidance``, ...).
 
         Returns
         -------
-        AnnData as :meth:`generate`, with ``obs["t"]`` (position on the line, 0 to 1).
+        %(line_returns)s
         """
         line = self._latent_line(set_a, set_b, n_steps)
         return self._mark_line(self.generate(line, n_samples=n_samples, **kwargs), line, set_a, set_b, n_samples)

@@ -10,6 +10,7 @@ import torch
 from anndata import AnnData
 from scipy.spatial.distance import cdist
 
+from scgde._docs import inject_docs
 from scgde.data import (
     ChainedChunks,
     NicheSets,
@@ -319,6 +320,7 @@ class EmbeddingMixin:
         return np.stack(reps)
 
     @torch.inference_mode()
+    @inject_docs
     def get_set_representation(
         self,
         adata: AnnData | None = None,
@@ -340,19 +342,16 @@ class EmbeddingMixin:
 
         Parameters
         ----------
-        adata
-            AnnData with the model's genes (default: the training AnnData). It may hold sets never
-            seen in training, be backed (``read_h5ad(..., backed="r")``) or lazy (dask arrays, from
+        %(query_adata)s
+            It may hold sets never seen in training, be backed (``read_h5ad(..., backed="r")``) or lazy (dask arrays, from
             ``anndata.experimental.read_lazy``). A list of AnnData, or an
             ``anndata.experimental.AnnCollection``, is one collection: a set's cells may lie in
             several parts (e.g. one backed file per batch), which are streamed in turn. Its values
             must be of the kind the model was trained on: raw counts given to a model of
             log-normalised data, or values far beyond the training range, are refused (a sample of
             rows is compared with the training data's range; see :meth:`validate_query`).
-        set_key
-            Column(s) of ``adata.obs`` defining the sets (default: the registered ``set_key``).
-        sets
-            Embed only these sets (in this order).
+        %(set_key)s
+        %(sets_subset)s
         chunk_size
             Cells per chunk (default: about 4M matrix entries per chunk, e.g. 2,097 cells at 2,000
             genes; peak memory grows with it, speed hardly does).
@@ -360,10 +359,8 @@ class EmbeddingMixin:
             Also return each set's standard error per latent dimension, from a Poisson bootstrap of
             its cells (``n_bootstrap`` re-weighted encodings). It shrinks as 1/sqrt(set size), so a
             5-cell clone shows as noisy; it is NaN for sets of one cell (no spread to resample).
-        n_bootstrap
-            Bootstrap replicates for ``return_std`` (each costs one encoding of the data).
-        progress_bar
-            Show progress bars on long passes.
+        %(n_bootstrap)s
+        %(progress_bar)s
         cache_mib
             Memory (MiB) for keeping the element states between pooling stages when all of them
             fit: the data are then read and encoded once instead of once per stage (2-3x faster).
@@ -410,10 +407,17 @@ class EmbeddingMixin:
         std[sizes < 2] = np.nan
         return emb, pd.DataFrame(std, index=names, columns=columns)
 
+    @inject_docs
     def get_latent_representation(
         self, adata: AnnData | None = None, set_key: str | Sequence[str] | None = None, progress_bar: bool = True
     ) -> np.ndarray:
         """Per-cell rows: each cell gets its set's embedding (NaN for cells in no set).
+
+        Parameters
+        ----------
+        %(query_adata)s
+        %(set_key)s
+        %(progress_bar)s
 
         Returns
         -------
@@ -429,6 +433,7 @@ class EmbeddingMixin:
         return out
 
     @torch.inference_mode()
+    @inject_docs
     def set_distances(
         self,
         adata: AnnData | None = None,
@@ -440,8 +445,16 @@ class EmbeddingMixin:
     ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
         """Pairwise Euclidean distances between set embeddings (sets x sets DataFrame).
 
-        With ``return_std=True`` also the bootstrap standard error of each distance (the spread of
-        the distance over the Poisson-bootstrap replicates of both sets' cells).
+        Parameters
+        ----------
+        %(query_adata)s
+        %(set_key)s
+        %(sets_subset)s
+        return_std
+            Also return the bootstrap standard error of each distance (the spread of the distance
+            over the Poisson-bootstrap replicates of both sets' cells).
+        %(n_bootstrap)s
+        %(progress_bar)s
         """
         if return_std and self.niche_key is not None:
             raise ValueError("return_std=True is not available for niche models (niche_key=).")

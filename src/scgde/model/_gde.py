@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import inspect
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
+from mudata import MuData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.utils import setup_anndata_dsp
 
+from scgde._docs import inject_docs
 from scgde.data import (
     GeneOrder,
     NicheObspField,
@@ -24,21 +26,20 @@ from scgde.data import (
     SetLabelsObsField,
     SetObsField,
     as_key_list,
+    layer_fetcher,
     set_labels,
 )
 from scgde.data._sets import warn_set_coverage
-from scgde.module import GDEModule, MultimodalGDEModule
+from scgde.module import GDEModule
 
 from ._embed import EmbeddingMixin, looks_like_counts, value_range
 from ._generate import GenerationMixin
-from ._multimodal import MultimodalMixin
+from ._multimodal import MultimodalGDE
 from ._supervision import SupervisionMixin, head_options
 from ._train import TrainMixin, is_global_zero
 from ._training import GDETrainingPlan
 from ._validate import check_choice
 from .base import BaseSetModelClass
-
-logger = logging.getLogger(__name__)
 
 Encoder = Literal["resnet", "attention", "deepsets", "mean", "kme"]
 Generator = Literal["flow", "ddpm", "cvae", "direct"]
@@ -46,7 +47,8 @@ Likelihood = Literal["gaussian", "nb"]
 Support = Literal["auto", "nonnegative", "real"]
 
 
-class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, SupervisionMixin, BaseSetModelClass):
+@inject_docs
+class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseSetModelClass):
     """Generative Distribution Embeddings of sets of cells (Fishman, Gowri et al., NeurIPS 2025).
 
     Each set of cells (a clone, a perturbation, a donor, ...) is encoded into one vector by an
@@ -68,15 +70,17 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
     ranked pairs by W2 better than the default (but below the set means at d = 30 with random
     rotations; ``benchmarks/probe.py``, ``docs/benchmarks.md``); it is not measured on real data.
 
+    A MuData (cells measured in several modalities) has its own model,
+    :class:`~scgde.model.MultimodalGDE`; ``GDE.setup_mudata(mdata, ...)`` registers one for it and
+    ``GDE(mdata)`` *is* ``MultimodalGDE(mdata)``: it returns a ``MultimodalGDE`` (each modality with
+    its own element encoder, generator head and likelihood; ``generate`` returns a MuData).
+
     Parameters
     ----------
     adata
-        AnnData registered with :meth:`setup_anndata`, or MuData registered with
-        :meth:`setup_mudata` (then each modality has its own element encoder and generator head;
-        ``generator``, ``likelihood`` and ``output_support`` do not apply and ``generate`` returns a
-        MuData).
-    n_latent
-        Dimension of the set embedding.
+        AnnData registered with :meth:`setup_anndata` (a MuData registered with
+        :meth:`setup_mudata` gives a :class:`~scgde.model.MultimodalGDE`, see above).
+    %(n_latent)s
     encoder
         ``"resnet"`` (default: pool-and-concatenate blocks with skips, the paper's best),
         ``"attention"`` (induced self-attention), ``"deepsets"``, ``"mean"`` or ``"kme"`` (baselines).
@@ -86,8 +90,7 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
         ``likelihood="nb"``) or ``"direct"``.
     likelihood
         ``"gaussian"`` (default; log-normalised, scaled or PCA data) or ``"nb"`` (raw counts, CVAE).
-    n_hidden
-        Hidden width of encoder and generator.
+    %(n_hidden)s
     output_support
         ``"auto"`` (default): if the data have no negative entries (e.g. log-normalised
         expression), generated sets are kept on their support: per set and gene, the zero
@@ -114,6 +117,12 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
     _module_cls = GDEModule
     _training_plan_cls = GDETrainingPlan
 
+    def __new__(cls, adata: AnnData | None = None, *args, **kwargs):
+        """``GDE(mdata)`` builds and returns ``MultimodalGDE(mdata, ...)`` (then ``GDE.__init__`` does not run)."""
+        if cls is GDE and isinstance(adata, MuData):
+            return MultimodalGDE(adata, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         adata: AnnData,
@@ -125,25 +134,11 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
         output_support: Support = "auto",
         **kwargs,
     ):
+        if isinstance(adata, MuData):  # only a subclass of GDE gets here: GDE(mdata) is a MultimodalGDE
+            raise TypeError(f"{type(self).__name__} models an AnnData; for a MuData use scgde.model.MultimodalGDE.")
         super().__init__(adata)
         if adata.n_obs == 0:
             raise ValueError("adata is empty (0 cells); GDE needs cells grouped into at least 2 sets.")
-        if self._multimodal:
-            if generator not in (None, "cvae") or likelihood is not None:
-                raise ValueError(
-                    "A MuData model generates each modality with its own likelihood (a multimodal CVAE): "
-                    "leave generator= and likelihood= unset."
-                )
-            # the likelihoods found in the data are kept with the model (a loaded model must not re-guess them)
-            kwargs["modality_specs"] = self._init_multimodal_module(
-                MultimodalGDEModule, n_latent, n_hidden, encoder, kwargs.pop("modality_specs", None), **kwargs
-            )
-            self._model_summary_string = (
-                f"GDE model (multimodal: {self.module.layout.names} as {self.module.layout.kinds}): "
-                f"encoder={encoder!r}, n_latent={n_latent}, {self._sets_description}."
-            )
-            self.init_params_ = self._get_init_params(locals())
-            return
         likelihood = likelihood or "gaussian"
         check_choice("likelihood", likelihood, Likelihood)
         generator = generator or ("cvae" if likelihood == "nb" else "flow")
@@ -272,8 +267,7 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
             if len(names) < 2:
                 raise ValueError(f"set_key={set_key!r} defines {len(names)} set; GDE needs at least 2 sets.")
             warn_set_coverage(codes, names, set_key)  # cells without a set, tiny sets: counted
-        matrix = adata.X if layer is None else adata.layers[layer]
-        RowFetcher(matrix, "adata.X" if layer is None else f"adata.layers[{layer!r}]").check_finite()
+        layer_fetcher(adata, layer).check_finite()
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False, correct_data_format=False),
             SetObsField(as_key_list(set_key)) if niche_key is None else NicheObspField(niche_key),
@@ -288,6 +282,10 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
+    #: ``GDE.setup_mudata(mdata, ...)`` *is* :meth:`MultimodalGDE.setup_mudata`: the MuData is registered for
+    #: :class:`~scgde.model.MultimodalGDE`, which ``GDE(mdata)`` then returns
+    setup_mudata = staticmethod(MultimodalGDE.setup_mudata)
+
     def save(self, dir_path: str | Path, *args, **kwargs) -> None:
         """Save the model to ``dir_path``; see :meth:`load`.
 
@@ -300,51 +298,31 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
             super().save(str(dir_path), *args, **kwargs)
 
     @classmethod
-    def load(cls, dir_path: str | Path, adata: AnnData | None = None, **kwargs) -> GDE:
+    @inject_docs
+    def load(cls, dir_path: str | Path, adata: AnnData | None = None, **kwargs) -> GDE | MultimodalGDE:
         """Load a saved model, optionally onto another AnnData with the same genes.
 
         The genes of ``adata`` are matched to the model's by name: the same genes in another order
-        are read in the model's order; different genes are an error.
+        are read in the model's order; different genes are an error. The folder of a multimodal
+        model gives a :class:`~scgde.model.MultimodalGDE` (:meth:`MultimodalGDE.load
+        <scgde.model.MultimodalGDE.load>`; ``adata`` then is a MuData).
 
         Parameters
         ----------
-        dir_path
-            Folder written by :meth:`save`.
-        adata
-            AnnData to attach (default: the one saved with ``save_anndata=True``).
+        %(load_dir_path)s
+        %(load_adata)s
         **kwargs
             Passed to :meth:`scvi.model.base.BaseModelClass.load` (e.g. ``accelerator``).
         """
-        model_file = Path(dir_path) / "model.pt"
-        if not model_file.exists():
-            raise FileNotFoundError(f"{dir_path} holds no saved model (no model.pt); pass the folder given to save().")
-        saved = torch.load(model_file, map_location="cpu", weights_only=False)["var_names"]
-        multimodal = isinstance(saved, dict)  # scvi-tools saves a MuData model's features per modality
-        trained = None if multimodal else pd.Index(np.asarray(saved))
-        if adata is not None and not multimodal:
+        saved = cls._saved_var_names(dir_path)
+        if isinstance(saved, dict):  # scvi-tools saves a MuData model's features per modality
+            return MultimodalGDE._load_saved(dir_path, adata, saved, **kwargs)
+        trained = pd.Index(np.asarray(saved))
+        if adata is not None:
             gene_columns(adata.var_names, trained)  # a clear error before scvi-tools' checks
-        scvi_logger = logging.getLogger("scvi")
-        level = scvi_logger.level
-        scvi_logger.setLevel(max(level, logging.WARNING))  # "File ... already downloaded"
-        try:
-            with warnings.catch_warnings():
-                # genes in another order are handled here (gene_columns), not an error
-                warnings.filterwarnings("ignore", message=".*var_names.*")
-                model = super().load(str(dir_path), adata=adata, **kwargs)
-        finally:
-            scvi_logger.setLevel(level)
-        if multimodal:
-            for mod in model.modalities:  # scvi-tools only warns about other features
-                if not pd.Index(np.asarray(model.adata.mod[mod].var_names, dtype=str)).equals(
-                    pd.Index(np.asarray(saved[mod], dtype=str))
-                ):
-                    raise ValueError(
-                        f"mdata.mod[{mod!r}] has other features (or another order) than the model was trained on; "
-                        f"select them first: mdata.mod[{mod!r}][:, trained_features]."
-                    )
-            model._var_names = pd.Index(np.concatenate([np.asarray(saved[m], dtype=str) for m in model.modalities]))
-        else:
-            model._var_names = pd.Index(trained.astype(str))
+        # genes in another order are handled by gene_columns, not scvi-tools' warning
+        model = cls._load_quietly(dir_path, adata, **kwargs)
+        model._var_names = pd.Index(trained.astype(str))
         return model
 
     # ------------------------------------------------------------------ helpers
@@ -357,32 +335,25 @@ class GDE(TrainMixin, EmbeddingMixin, MultimodalMixin, GenerationMixin, Supervis
         """Genes the model was trained on, in the model's order."""
         return self._var_names
 
+    def _wrap_generated(self, x: np.ndarray, obs: pd.DataFrame) -> AnnData:
+        """Generated cells: an AnnData with the model's genes."""
+        return AnnData(x, obs=obs, var=pd.DataFrame(index=self.var_names))
+
     def _fetcher(self, adata: AnnData) -> RowFetcher:
         """Reader of the registered matrix of an AnnData (the training one or a query)."""
-        if self._multimodal:
-            return self._modality_fetcher(adata)
-        layer = self._setup_args["layer"]
-        if layer is None:
-            return RowFetcher(adata.X, "adata.X")
-        if layer not in adata.layers:
-            raise KeyError(f"The model reads layer {layer!r}, which this AnnData lacks (layers: {list(adata.layers)}).")
-        return RowFetcher(adata.layers[layer], f"adata.layers[{layer!r}]")
+        fix = "the model reads this layer, which this AnnData lacks: pass one that has it"
+        return layer_fetcher(adata, self._setup_args["layer"], fix=fix)
 
     def expression_reader(self, adata: AnnData | None = None) -> GeneOrder:
         """Reader of the registered matrix (``X`` or the layer) of ``adata`` in the model's gene order.
 
         ``reader.rows(idx)`` and ``reader.slice(start, stop)`` return dense float32 rows without
         densifying the whole matrix (also for backed AnnData). Genes are matched by name.
-        Not available for a MuData model (its cells span several modalities).
         """
-        if self._multimodal:
-            raise ValueError("expression_reader() reads one expression matrix; a MuData model has several modalities.")
         return self._reader(self.adata if adata is None else adata)
 
     def _reader(self, adata: AnnData) -> GeneOrder:
         """Rows of ``adata`` with columns in the model's gene order (validated counts for nb models)."""
-        if self._multimodal:  # features are checked per modality
-            return GeneOrder(self._modality_fetcher(adata), None)
         columns = gene_columns(adata.var_names, self.var_names)
         fetcher = self._fetcher(adata)
         if self.module.likelihood == "nb" and adata is not self.adata:
@@ -419,3 +390,7 @@ def gene_columns(query: pd.Index, trained: pd.Index) -> np.ndarray | None:
             "Select and order them first: adata[:, model.var_names]."
         )
     return pos
+
+
+# inspect.signature(GDE) (and the documentation) shows __init__'s parameters, not __new__'s
+GDE.__new__.__signature__ = inspect.signature(GDE.__init__)

@@ -12,6 +12,7 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from torch import Tensor
 
+from scgde._docs import inject_docs
 from scgde.data import pca_coordinates, registered_niches, registered_sets
 from scgde.module import N_CURVE
 from scgde.module._gde import MIN_PROJECTION_CELLS
@@ -108,6 +109,19 @@ class GenerationMixin:
             raise ValueError(f"Embeddings have {emb.shape[1]} columns; the model's n_latent is {self.module.n_latent}.")
         return emb
 
+    def _generation_latents(self, sets: SetsOrEmbeddings, n_samples: int) -> tuple[pd.DataFrame, Tensor]:
+        """Check ``n_samples``; the embeddings of ``sets`` and a float32 copy of them, with the module in eval mode."""
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+        emb = self._as_embeddings(sets)
+        self.module.eval()
+        return emb, torch.tensor(emb.to_numpy(), dtype=torch.float32)  # a copy: pandas 3 arrays are read-only
+
+    @staticmethod
+    def _source_sets(emb: pd.DataFrame, n_samples: int) -> pd.Categorical:
+        """The ``obs["set"]`` column of generated elements: each embedding's name, ``n_samples`` times in a row."""
+        return pd.Categorical(np.repeat(np.asarray(emb.index, dtype=str), n_samples))
+
     def _batch_code(self, batch: str | None) -> int | None:
         if not self._batch_key:
             return None
@@ -117,6 +131,7 @@ class GenerationMixin:
         return mapping.index(batch)
 
     @torch.inference_mode()
+    @inject_docs
     def generate(
         self,
         sets: SetsOrEmbeddings,
@@ -132,9 +147,7 @@ class GenerationMixin:
 
         Parameters
         ----------
-        sets
-            Set names of the training AnnData, a DataFrame of embeddings (as returned by
-            :meth:`get_set_representation`), or an array ``(n, n_latent)``.
+        %(generate_sets)s
         n_samples
             Cells to generate per set (default 100), the name :class:`~scgde.seq.SeqGDE` and
             :class:`~scgde.img.ImageGDE` use too. An output that does not fit in the memory available now
@@ -144,8 +157,7 @@ class GenerationMixin:
         batch_size
             Bound on cells generated per network call (memory; default 65,536); a set of more cells is
             generated in pieces (and, on non-negative data, put on the data's support as a whole).
-        n_cells
-            Alias of ``n_samples`` (its former name); pass one of the two.
+        %(n_cells_alias)s
         max_cells_per_call
             Alias of ``batch_size`` (its former name); pass one of the two.
         **sample_kwargs
@@ -186,7 +198,7 @@ class GenerationMixin:
                 x[start * n_samples : start * n_samples + len(block)] = block.cpu().numpy()
         if self.module.likelihood == "nb":
             self._check_depths(x)
-        obs = pd.DataFrame({"set": pd.Categorical(np.repeat(np.asarray(emb.index, dtype=str), n_samples))})
+        obs = pd.DataFrame({"set": self._source_sets(emb, n_samples)})
         if self._batch_key:
             obs[self._batch_key] = batch
         obs.index = obs.index.astype(str)
@@ -213,6 +225,14 @@ class GenerationMixin:
             projected = self.module.bound_values(self.module.project_support(target[None].to(self.device)))
             out[:] = projected[0, :n].cpu().numpy()
 
+    def _principal_components(self, fetcher) -> np.ndarray:
+        """:func:`~scgde.data.pca_coordinates` of ``fetcher``: those ``train()`` computed for ``kernel="auto"``, if any."""
+        seed = self._seed()
+        kept = self.__dict__.get("_train_pca")
+        if kept is not None and kept[:3] == (fetcher.name, fetcher.shape, seed):
+            return kept[3]
+        return pca_coordinates(fetcher, seed=seed)
+
     @torch.inference_mode()
     def _calibrate_support(self, n_neighbourhoods: int = 400, n_neighbors: int = 100) -> None:
         """After training on non-negative data: learn how often each gene is 0 in a set of a given mean.
@@ -234,7 +254,7 @@ class GenerationMixin:
         index = registered_sets(self.adata_manager) if niches is None else niches
         rng = np.random.default_rng(self._seed())
         rows = np.arange(self.adata.n_obs) if niches is not None else np.flatnonzero(index.codes >= 0)
-        coords = pca_coordinates(fetcher, seed=self._seed())[rows]
+        coords = self._principal_components(fetcher)[rows]
         centres = rng.choice(len(rows), size=min(n_neighbourhoods, len(rows)), replace=False)
         knn = NearestNeighbors(n_neighbors=min(n_neighbors, len(rows))).fit(coords)
         groups = [rows[nbrs] for nbrs in knn.kneighbors(coords[centres], return_distance=False)]
@@ -273,6 +293,7 @@ class GenerationMixin:
                 stacklevel=3,
             )
 
+    @inject_docs
     def interpolate(
         self,
         set_a: str | np.ndarray,
@@ -290,14 +311,11 @@ class GenerationMixin:
 
         Parameters
         ----------
-        set_a, set_b
-            Set names or embeddings ``(n_latent,)``.
-        n_steps
-            Number of points ``t = 0, ..., 1`` on the line.
-        n_samples
-            Cells per point (default 100).
-        n_cells
-            Alias of ``n_samples`` (its former name); pass one of the two.
+        %(line_ends)s
+        %(line_steps)s
+        %(n_samples_per_point)s
+            Default 100.
+        %(n_cells_alias)s
         **generate_kwargs
             Passed to :meth:`generate` (e.g. ``batch_size``).
 

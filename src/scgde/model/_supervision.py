@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from anndata import AnnData
 
+from scgde._docs import inject_docs
 from scgde.data import registered_set_labels
 
 
@@ -70,6 +71,7 @@ class SupervisionMixin:
         return state
 
     @torch.inference_mode()
+    @inject_docs
     def predict_set_labels(
         self,
         adata: AnnData | None = None,
@@ -85,16 +87,12 @@ class SupervisionMixin:
 
         Parameters
         ----------
-        adata
-            AnnData with the model's genes (default: the training AnnData).
-        set_key
-            Column(s) of ``adata.obs`` defining the sets (default: the registered ``set_key``).
-        sets
-            Predict only these sets (in this order).
+        %(query_adata)s
+        %(set_key)s
+        %(sets_subset)s
         chunk_size
             Cells per chunk of the streamed encoding (see :meth:`get_set_representation`).
-        progress_bar
-            Show a progress bar on long encodings.
+        %(progress_bar)s
 
         Returns
         -------

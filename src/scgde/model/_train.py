@@ -21,7 +21,15 @@ from scvi.model._utils import use_distributed_sampler
 from scvi.model.base import UnsupervisedTrainingMixin
 from scvi.train import Trainer, TrainingPlan, TrainRunner
 
-from scgde.data import SetDataSplitter, n_training_sets, registered_niches, registered_sets, uses_auto_kernel
+from scgde._docs import inject_docs
+from scgde.data import (
+    SetDataSplitter,
+    auto_kernel_applies,
+    n_training_sets,
+    registered_niches,
+    registered_sets,
+)
+from scgde.data._datamodule import AUTO_KERNEL_NEIGHBORS
 
 from ._supervision import check_label_training
 from ._validate import check_choice
@@ -224,6 +232,7 @@ class TrainMixin(UnsupervisedTrainingMixin):
     #: whether the last ``train()`` was stopped by a KeyboardInterrupt (saved with the model)
     training_interrupted_ = False
 
+    @inject_docs
     def train(
         self,
         max_epochs: int | None = None,
@@ -263,10 +272,8 @@ class TrainMixin(UnsupervisedTrainingMixin):
             ``docs/benchmarks.md`` for times. With fewer than 50 training sets (trained as kernel
             neighbourhoods, ``kernel="auto"``) the floor is 1,000 steps: on a held-out Kang 2018
             cell type, 2,500 steps predicted it worse than 1,000 (E-distance 0.60 against 0.51).
-        sets_per_batch
-            Sets per minibatch ``B``.
-        cells_per_set
-            Cells drawn per set ``m`` (with replacement from sets smaller than ``m``).
+        %(sets_per_batch)s
+        %(cells_per_set)s
         mixer
             ``None`` (each training set is one group), ``"dirichlet"`` or a dict such as
             ``{"k": 3, "alpha": 1.0}``: train on k-sparse Dirichlet mixtures of sets, which fills
@@ -287,10 +294,8 @@ class TrainMixin(UnsupervisedTrainingMixin):
             ordered axis in their registered order (e.g. from :func:`scgde.pp.quantile_bins`), and
             each training set draws its elements from a centre bin and the ``window`` bins on each
             side (the paper's quantile-window prior; see :class:`~scgde.data.WindowSampler`).
-        min_set_size
-            Sets with fewer cells are skipped (with a warning that counts them).
-        train_size
-            Fraction of sets used for training; the rest are validation sets.
+        %(min_set_size)s
+        %(train_size)s
         batches_per_epoch
             Minibatches per epoch; default: about one pass over the training cells, at least 10.
         lr
@@ -342,8 +347,11 @@ class TrainMixin(UnsupervisedTrainingMixin):
         """
         self._check_train_args(lr_schedule, sets_per_batch, cells_per_set)
         kernel, sizes = self._usable_set_sizes(mixer, kernel, window, min_set_size)
+        few_sets = kernel == "auto" and auto_kernel_applies(
+            self.adata_manager, n_training_sets(len(sizes), train_size), mixer, window
+        )
         batches_per_epoch, max_epochs = self._step_plan(
-            sizes, max_epochs, batches_per_epoch, train_size, sets_per_batch, cells_per_set, mixer, kernel, window
+            sizes, max_epochs, batches_per_epoch, train_size, sets_per_batch, cells_per_set, few_sets
         )
         if early_stopping and train_size >= 1.0:
             raise ValueError("early_stopping needs validation sets: use train_size < 1.")
@@ -361,22 +369,28 @@ class TrainMixin(UnsupervisedTrainingMixin):
         _set_trainer_defaults(trainer_kwargs, train_size, accelerator, devices, batches_per_epoch)
         self.module.train()  # embedding calls leave the module in eval mode
         self.training_interrupted_, self._steps_done = False, None
-        with contextlib.ExitStack() as scratch, quiet_lightning(), warnings.catch_warnings():
-            if not early_stopping:  # scvi-tools says it turned off what was not asked for
-                warnings.filterwarnings("ignore", message="early_stopping was automatically disabled")
-            _use_scratch_dirs(scratch, trainer_kwargs)
-            out = super().train(
-                max_epochs=max_epochs,
-                accelerator=accelerator,
-                devices=devices,
-                train_size=train_size,
-                batch_size=sets_per_batch,
-                early_stopping=early_stopping,
-                datasplitter_kwargs=datasplitter_kwargs,
-                plan_kwargs=plan_kwargs,
-                **trainer_kwargs,
+        try:
+            datasplitter_kwargs["kernel"] = self._resolve_auto_kernel(
+                kernel, few_sets, len(sizes), train_size, int(seed)
             )
-        self._after_training()
+            with contextlib.ExitStack() as scratch, quiet_lightning(), warnings.catch_warnings():
+                if not early_stopping:  # scvi-tools says it turned off what was not asked for
+                    warnings.filterwarnings("ignore", message="early_stopping was automatically disabled")
+                _use_scratch_dirs(scratch, trainer_kwargs)
+                out = super().train(
+                    max_epochs=max_epochs,
+                    accelerator=accelerator,
+                    devices=devices,
+                    train_size=train_size,
+                    batch_size=sets_per_batch,
+                    early_stopping=early_stopping,
+                    datasplitter_kwargs=datasplitter_kwargs,
+                    plan_kwargs=plan_kwargs,
+                    **trainer_kwargs,
+                )
+            self._after_training()
+        finally:
+            self.__dict__.pop("_train_pca", None)  # the coordinates serve this training only
         return out
 
     def _check_train_args(self, lr_schedule, sets_per_batch: int, cells_per_set: int) -> None:
@@ -404,8 +418,29 @@ class TrainMixin(UnsupervisedTrainingMixin):
             raise ValueError("This model trains on its niches (niche_key=): mixer=, kernel= and window= do not apply.")
         return None, np.ones(int((niches.sizes >= max(1, min_set_size)).sum()), dtype=np.int64)
 
+    def _resolve_auto_kernel(self, kernel, few_sets: bool, n_sets: int, train_size: float, seed: int):
+        """The ``kernel`` the data splitter gets: ``"auto"`` decided here, once (the splitter does not decide again).
+
+        With ``few_sets`` the neighbourhoods are drawn in the splitter's :meth:`~scgde.data.SetDataSplitter.kernel_coordinates`
+        (``None``: whole sets); those principal components are kept for :meth:`_calibrate_support` of this training.
+        """
+        if kernel != "auto":
+            return kernel
+        if not few_sets:
+            return None
+        if n_sets < 2 or not 0.0 < train_size <= 1.0:
+            return kernel  # the splitter refuses these, with its own message, before any coordinates are computed
+        splitter = self._data_splitter_cls
+        fetcher = splitter.make_fetcher(self.adata_manager)
+        coords = splitter.kernel_coordinates(fetcher, seed)
+        if coords is None:
+            return None
+        if splitter.kernel_coordinates is SetDataSplitter.kernel_coordinates:  # the PCA of the registered matrix
+            self._train_pca = (fetcher.name, fetcher.shape, seed, coords)
+        return {"coords": coords, "n_neighbors": AUTO_KERNEL_NEIGHBORS}
+
     def _step_plan(
-        self, sizes, max_epochs, batches_per_epoch, train_size, sets_per_batch, cells_per_set, mixer, kernel, window
+        self, sizes, max_epochs, batches_per_epoch, train_size, sets_per_batch, cells_per_set, few_sets: bool
     ) -> tuple[int, int]:
         """``(batches_per_epoch, max_epochs)``: the given ones, or the defaults the data decide."""
         n_train_cells = max(1, int(train_size * sizes.sum()))
@@ -413,11 +448,6 @@ class TrainMixin(UnsupervisedTrainingMixin):
         if batches_per_epoch is None:
             batches_per_epoch = max(10, math.ceil(n_train_cells / (sets_per_batch * cells_per_set)))
         if max_epochs is None:
-            n_train_sets = n_training_sets(len(sizes), train_size)
-            labelled = getattr(self.module, "label_head", None) is not None
-            few_sets = (
-                kernel == "auto" and not self._multimodal and uses_auto_kernel(n_train_sets, mixer, window, labelled)
-            )
             steps = self._default_steps(n_train_cells, sets_per_batch, cells_per_set, few_sets)
             max_epochs = max(1, math.ceil(steps / batches_per_epoch))
             self._default_plan = {

@@ -7,9 +7,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scvi.data.fields import BaseAnnDataField
 
-from scgde.data import SetDataSplitter
+from scgde.data import RegistryField, SetDataSplitter
 
 from ._alphabet import Alphabet, get_alphabet
 
@@ -17,7 +16,7 @@ from ._alphabet import Alphabet, get_alphabet
 SEQUENCE_KEY = "sequence"
 
 
-class SequenceObsField(BaseAnnDataField):
+class SequenceObsField(RegistryField):
     """The sequences of ``adata.obs[sequence_key]``, registered with scvi-tools.
 
     Registering checks every sequence against the alphabet (unknown characters are an error that
@@ -37,6 +36,9 @@ class SequenceObsField(BaseAnnDataField):
         ``"error"`` or ``"mask"`` (map unknown characters to ``N`` / ``X``).
     """
 
+    REGISTRY_KEY = SEQUENCE_KEY
+    ATTR_NAME = "obs"
+
     def __init__(
         self,
         sequence_key: str,
@@ -47,22 +49,6 @@ class SequenceObsField(BaseAnnDataField):
         super().__init__()
         self._attr_key = sequence_key
         self.alphabet, self.max_length, self.unknown = get_alphabet(alphabet), max_length, unknown
-
-    @property
-    def registry_key(self) -> str:
-        return SEQUENCE_KEY
-
-    @property
-    def attr_name(self) -> str:
-        return "obs"
-
-    @property
-    def attr_key(self) -> str:
-        return self._attr_key
-
-    @property
-    def is_empty(self) -> bool:
-        return False
 
     def validate_field(self, adata: AnnData) -> None:
         """Check that the column exists and holds strings."""
@@ -94,10 +80,6 @@ class SequenceObsField(BaseAnnDataField):
     def get_summary_stats(self, state_registry: dict) -> dict:
         """The padded sequence length."""
         return {"max_length": state_registry["max_length"]}
-
-    def view_state_registry(self, state_registry: dict):
-        """No table."""
-        return None
 
 
 class SequenceReader:

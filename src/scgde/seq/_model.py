@@ -13,6 +13,7 @@ import torch
 from anndata import AnnData
 from scvi.utils import setup_anndata_dsp
 
+from scgde._docs import inject_docs
 from scgde.model.base import (
     BaseSetModelClass,
     EmbeddingMixin,
@@ -48,6 +49,7 @@ SEQ_CHUNK_ELEMENT_ENCODER = 256
 GUIDANCE = 0.0
 
 
+@inject_docs(encoder_class="~scgde.seq.ConvSequenceEncoder")
 class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
     """Generative Distribution Embeddings of sets of sequences: DNA, bisulfite reads, proteins.
 
@@ -61,13 +63,9 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
 
     Parameters
     ----------
-    adata
-        AnnData registered with :meth:`setup_anndata` (it may have no variables).
-    n_latent
-        Dimension of the set embedding.
-    encoder
-        ``"conv"``: the convolutional set encoder
-        (:class:`~scgde.seq.ConvSequenceEncoder`).
+    %(model_adata_elements)s
+    %(n_latent)s
+    %(conv_encoder)s
     generator
         ``"autoregressive"``: the prefix-conditioned causal transformer
         (:class:`~scgde.seq.AutoregressiveGenerator`).
@@ -169,6 +167,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
         raise TypeError(f"element_encoder must be a torch.nn.Module or None, got {type(element_encoder).__name__}.")
 
     @classmethod
+    @inject_docs
     def load(
         cls,
         dir_path: str | Path,
@@ -181,10 +180,8 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
 
         Parameters
         ----------
-        dir_path
-            Folder written by :meth:`save`.
-        adata
-            AnnData to attach (default: the one saved with ``save_anndata=True``).
+        %(load_dir_path)s
+        %(load_adata)s
         *args, **kwargs
             Passed on (``accelerator``, ``device``, ``prefix``, ...).
         element_encoder
@@ -255,6 +252,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
             **kwargs,
         )
 
+    @inject_docs(elements="sequences")
     def train(
         self,
         max_epochs: int | None = None,
@@ -271,14 +269,9 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
             generation from weakly informative sets train longer: on the promoter benchmark 600 steps
             gave a generator that followed its expression bin in two of three runs, 1,500 steps
             (``max_epochs=30, batches_per_epoch=50``) in both runs tried (Spearman 0.63 and 0.93).
-        sets_per_batch
-            Sets per minibatch.
-        cells_per_set
-            Sequences drawn per set (the encoder sees all of them; the generator's loss uses up to
-            ``generator_kwargs["max_loss_elements"]`` of them, 8 by default).
-        **kwargs
-            As for :meth:`scgde.model.GDE.train` (``lr``, ``mixer``, ``kernel``, ``train_size``,
-            ``early_stopping``, ``enable_progress_bar``, ...).
+        %(sets_per_batch)s
+        %(elements_per_set)s
+        %(element_train_kwargs)s
         """
         return super().train(
             max_epochs=max_epochs, sets_per_batch=sets_per_batch, cells_per_set=cells_per_set, **kwargs
@@ -305,6 +298,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
 
     # ------------------------------------------------------------------ generation
     @torch.inference_mode()
+    @inject_docs(elements="sequences")
     def generate(
         self,
         sets: SetsOrEmbeddings,
@@ -319,19 +313,15 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
 
         Parameters
         ----------
-        sets
-            Set names of the training AnnData, a DataFrame of embeddings (as returned by
-            :meth:`get_set_representation`) or an array ``(n, n_latent)``.
-        n_samples
-            Sequences per set.
+        %(generate_sets)s
+        %(n_samples_per_set)s
         temperature
             Softmax temperature (below 1: more typical sequences).
         top_p
             Nucleus sampling: draw from the smallest set of letters holding this probability.
         max_length
             Longest generated sequence (default: the model's ``max_length``).
-        batch_size
-            Sequences generated per network call (memory).
+        %(batch_size_elements)s
         guidance
             Classifier-free guidance weight ``w``: letters are drawn from ``(1 + w)`` times the
             conditional minus ``w`` times the unconditional logits. ``0`` (default) samples the set's
@@ -344,11 +334,7 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
         AnnData with no variables; ``obs["sequence"]`` and ``obs["set"]`` (the source).
         Seeded by ``scvi.settings.seed``.
         """
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
-        emb = self._as_embeddings(sets)
-        self.module.eval()
-        z_all = torch.tensor(emb.to_numpy(), dtype=torch.float32)
+        emb, z_all = self._generation_latents(sets, n_samples)
         per_call = max(1, batch_size // n_samples)
         options = {"temperature": temperature, "top_p": top_p, "max_length": max_length, "guidance": guidance}
         with torch.random.fork_rng():
@@ -360,20 +346,29 @@ class SeqGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelClass):
         obs = pd.DataFrame(
             {
                 "sequence": self.alphabet.decode(np.concatenate(tokens)),
-                "set": pd.Categorical(np.repeat(np.asarray(emb.index, dtype=str), n_samples)),
+                "set": self._source_sets(emb, n_samples),
             }
         )
         obs.index = obs.index.astype(str)
         return AnnData(obs=obs)
 
+    @inject_docs(elements="sequences")
     def interpolate(
         self, set_a: str | np.ndarray, set_b: str | np.ndarray, n_steps: int = 5, n_samples: int = 100, **kwargs
     ) -> AnnData:
         """Generate sequences along the straight latent line between two sets.
 
+        Parameters
+        ----------
+        %(line_ends)s
+        %(line_steps)s
+        %(n_samples_per_point)s
+        **kwargs
+            Passed to :meth:`generate` (``temperature``, ``top_p``, ``guidance``, ...).
+
         Returns
         -------
-        AnnData as :meth:`generate`, with ``obs["t"]`` (position on the line, 0 to 1).
+        %(line_returns)s
         """
         line = self._latent_line(set_a, set_b, n_steps)
         return self._mark_line(self.generate(line, n_samples=n_samples, **kwargs), line, set_a, set_b, n_samples)

@@ -7,6 +7,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from scgde.data import layer_matrix
+
 __all__ = ["to_celleval"]
 
 #: cell-eval refuses log-normalised data whose largest value reaches this (it takes them for unnormalised counts)
@@ -14,11 +16,7 @@ CELLEVAL_LOG_LIMIT = 15.0
 
 
 def _matrix(adata: AnnData, layer: str | None, name: str, arg: str) -> sp.csr_matrix:
-    if layer is not None and layer not in adata.layers:
-        raise ValueError(f"{arg}={layer!r} is not a layer of `{name}`; its layers are {list(adata.layers)}.")
-    x = adata.X if layer is None else adata.layers[layer]
-    if x is None:
-        raise ValueError(f"`{name}` has no X; pass {arg}= naming the layer that holds its values.")
+    x, _ = layer_matrix(adata, layer, argument=arg, name=name)  # a missing layer is a ValueError too
     m = sp.csr_matrix(x, dtype=np.float32)  # a copy: the caller's matrix is never touched
     if not np.all(np.isfinite(m.data)):
         raise ValueError(f"`{name}` holds NaN or infinite values; cell-eval cannot score them.")

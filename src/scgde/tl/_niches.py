@@ -8,6 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
+from scgde._docs import inject_docs
+
 NicheKernel = Literal["gaussian", "exponential"]
 
 
@@ -152,6 +154,7 @@ def _coordinates(adata: AnnData, spatial_key: str) -> np.ndarray:
     return coords
 
 
+@inject_docs
 def embed_niches(
     model,
     adata: AnnData | None = None,
@@ -171,8 +174,7 @@ def embed_niches(
         (default: the training AnnData).
     key_added
         Key of the embeddings in ``adata.obsm``.
-    copy
-        Return a modified copy instead of writing in place.
+    %(copy)s
     chunk_size, progress_bar
         Passed to :meth:`~scgde.model.GDE.get_set_representation`.
 

@@ -15,7 +15,7 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from scgde.data import PerturbationDesign, RowFetcher
+from scgde.data import PerturbationDesign, RowFetcher, layer_matrix
 
 #: names of the baselines, in the order they are returned
 BASELINES = (
@@ -117,12 +117,12 @@ def perturbation_baselines(
     design.check(adata.obs)
     if max_cells is not None and int(max_cells) < 1:
         raise ValueError(f"max_cells must be a positive integer or None, got {max_cells!r}.")
-    matrix = _matrix(adata, layer)
+    matrix, where = layer_matrix(adata, layer)
     targets = design.targets(targets)
     excluded = set(targets if exclude is None else design.targets(exclude))
 
     codes, groups = design.groups(adata.obs)
-    means, counts = _group_means(matrix, codes, len(groups), adata.var_names)
+    means, counts = _group_means(matrix, where, codes, len(groups), adata.var_names)
     pos = {g: i for i, g in enumerate(groups)}
     contexts = sorted({c for c, _ in groups})
     no_ctrl = [c for c in contexts if (c, design.control) not in pos]
@@ -161,7 +161,7 @@ def perturbation_baselines(
         for name, delta in add.items():
             predictions[name].append((c, p, delta))
 
-    fetcher = RowFetcher(matrix, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    fetcher = RowFetcher(matrix, where)
     base: dict[str, np.ndarray] = {}
     for c in sorted({c for c, _ in targets}):
         rows = _subsample(np.flatnonzero(codes == pos[(c, design.control)]), max_cells, seed, c)
@@ -224,15 +224,7 @@ def _matching_mean(design, p: str, same: list[tuple[str, str]], deltas: dict) ->
     return np.mean(per_part, axis=0)
 
 
-def _matrix(adata: AnnData, layer: str | None):
-    if layer is None:
-        return adata.X
-    if layer not in adata.layers:
-        raise KeyError(f"layer={layer!r} is not a layer of adata; available layers: {list(adata.layers.keys())}.")
-    return adata.layers[layer]
-
-
-def _group_means(matrix, codes: np.ndarray, n_groups: int, var_names) -> tuple[np.ndarray, np.ndarray]:
+def _group_means(matrix, where: str, codes: np.ndarray, n_groups: int, var_names) -> tuple[np.ndarray, np.ndarray]:
     """Per-group means (``n_groups x n_genes``) and cell counts, without densifying ``matrix``."""
     counts = np.bincount(codes[codes >= 0], minlength=n_groups)
     if isinstance(matrix, np.ndarray) or sp.issparse(matrix):
@@ -245,7 +237,7 @@ def _group_means(matrix, codes: np.ndarray, n_groups: int, var_names) -> tuple[n
         keep = found < n_groups
         means[found[keep]] = np.asarray(agg.layers["mean"], dtype=np.float64)[keep]
         return means, counts
-    fetcher = RowFetcher(matrix, "adata.X")  # backed: sum contiguous blocks
+    fetcher = RowFetcher(matrix, where)  # backed: sum contiguous blocks
     sums = np.zeros((n_groups, matrix.shape[1]))
     step = max(1, _CHUNK_ENTRIES // max(matrix.shape[1], 1))
     for start in range(0, len(codes), step):

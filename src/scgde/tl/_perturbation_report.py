@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from scgde.data import PerturbationDesign, RowFetcher
+from scgde.data import PerturbationDesign, RowFetcher, layer_fetcher, layer_matrix
 from scgde.metrics._perturbation import (
     delta_metrics,
     distribution_metrics,
@@ -346,7 +346,7 @@ def _check_inputs(true, control, methods, reference, design: PerturbationDesign,
     for name, adata in objects.items():
         if name != "true":
             _check_genes(true, adata, name)
-        _matrix(adata, layer, name)  # raises on a missing layer
+        layer_matrix(adata, layer, name=name)  # raises on a missing layer
     for name, adata in objects.items():
         if name != "control":
             design.check(adata.obs, name, need_control=False)
@@ -369,16 +369,6 @@ def _check_genes(reference: AnnData, other: AnnData, name: str) -> None:
         f"{len(names)}; only in true: {_preview(list(only_ref))}; only in {name}: {_preview(list(only_other))}. "
         f"Subset both to shared genes, e.g. `adata[:, genes]`."
     )
-
-
-def _matrix(adata: AnnData, layer: str | None, name: str):
-    if layer is None:
-        if adata.X is None:
-            raise ValueError(f"{name}.X is empty; pass layer= to read a layer.")
-        return adata.X
-    if layer not in adata.layers:
-        raise KeyError(f"layer={layer!r} is not a layer of {name}; available layers: {list(adata.layers.keys())}.")
-    return adata.layers[layer]
 
 
 def _preview(items: Sequence, k: int = 8) -> str:
@@ -443,7 +433,7 @@ def _control_groups(control: AnnData, true_groups: dict, context_key: str | None
 
 
 def _fetcher(adata: AnnData, layer: str | None, name: str) -> RowFetcher:
-    return RowFetcher(_matrix(adata, layer, name), name if layer is None else f"{name}.layers[{layer!r}]")
+    return layer_fetcher(adata, layer, name=name)
 
 
 def _rows(x: RowFetcher, idx: np.ndarray) -> np.ndarray:

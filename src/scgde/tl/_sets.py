@@ -9,9 +9,11 @@ import pandas as pd
 from anndata import AnnData
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+from scgde._docs import inject_docs
 from scgde.data import as_key_list, set_labels
 
 
+@inject_docs
 def embed_sets(
     model,
     adata: AnnData | None = None,
@@ -37,10 +39,8 @@ def embed_sets(
         Key in ``.uns`` (and ``X_{key_added}`` in ``.obsm``).
     set_key
         Column(s) defining the sets (default: the model's ``set_key``).
-    copy
-        Return a modified copy instead of writing in place.
-    progress_bar
-        Show progress bars while encoding large data.
+    %(copy)s
+    %(progress_bar)s
 
     Returns
     -------
