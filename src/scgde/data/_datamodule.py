@@ -15,6 +15,7 @@ from scvi import REGISTRY_KEYS
 from torch.utils.data import DataLoader, Dataset
 
 from scgde._docs import inject_docs
+from scgde.module import BATCH_KEY, SET_LABEL_KEY, WEIGHTS_KEY, X_KEY
 
 from ._fetch import RowFetcher
 from ._fields import registered_set_labels, registered_sets
@@ -27,9 +28,6 @@ from ._stream import pca_coordinates
 #: ``kernel="auto"`` trains on kernel neighbourhoods when there are fewer training sets than this
 AUTO_KERNEL_SETS = 50
 AUTO_KERNEL_NEIGHBORS = 100
-#: keys of a batch's tensors besides ``REGISTRY_KEYS.X_KEY`` and ``REGISTRY_KEYS.BATCH_KEY`` (the modules read them)
-WEIGHTS_KEY = "weights"
-SET_LABEL_KEY = "set_label"
 
 
 def uses_auto_kernel(n_train_sets: int, mixer=None, window=None, has_set_labels: bool = False) -> bool:
@@ -189,11 +187,11 @@ class SetDataModule(LightningDataModule):
         """Fetch the rows of a :class:`SetBatch` as model input tensors."""
         n_sets, m = batch.cells.shape
         x = self.fetcher.rows(batch.cells.ravel()).reshape(n_sets, m, -1)
-        out = {REGISTRY_KEYS.X_KEY: torch.from_numpy(x)}
+        out = {X_KEY: torch.from_numpy(x)}
         if batch.weights is not None:
             out[WEIGHTS_KEY] = torch.as_tensor(batch.weights, dtype=torch.float32)
         if self.batch_codes is not None:
-            out[REGISTRY_KEYS.BATCH_KEY] = torch.from_numpy(self.batch_codes[batch.cells].astype(np.int64))
+            out[BATCH_KEY] = torch.from_numpy(self.batch_codes[batch.cells].astype(np.int64))
         if self.set_label_values is not None:
             labels = np.full(n_sets, np.nan, dtype=np.float32)
             if batch.sets is not None:

@@ -8,7 +8,7 @@ import torch
 from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor
 
-from scgde.module import SetModule
+from scgde.module import WEIGHTS_KEY, X_KEY, SetModule
 from scgde.nn import DDPMGenerator, FlowGenerator
 
 from ._nn import ConditionalUNet, ConvImageEncoder
@@ -69,7 +69,7 @@ class ImageGDEModule(SetModule):
 
     def loss(self, tensors, inference_outputs, generative_outputs, **kwargs) -> LossOutput:
         """The generator's loss on up to ``max_loss_elements`` images per set, under their set vectors."""
-        x, weights = tensors["X"], tensors.get("weights")
+        x, weights = tensors[X_KEY], tensors.get(WEIGHTS_KEY)
         m = x.shape[1]
         if m > self.max_loss_elements:  # a random subset: an unbiased estimate of the same per-set loss
             keep = torch.rand(x.shape[:2], device=x.device).argsort(dim=1)[:, : self.max_loss_elements]

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, auto_move_data
 from torch import Tensor
 
 from scgde.nn import SparseRows
+
+#: keys of a set batch's tensors (``scgde.data.SetDataModule`` writes them, the modules read them)
+X_KEY = REGISTRY_KEYS.X_KEY
+BATCH_KEY = REGISTRY_KEYS.BATCH_KEY
+WEIGHTS_KEY = "weights"
+SET_LABEL_KEY = "set_label"
 
 
 class SetModule(BaseModuleClass):
@@ -28,7 +35,7 @@ class SetModule(BaseModuleClass):
         return self.encoder(self.encoder_input(x), weights)
 
     def _get_inference_input(self, tensors: dict[str, Tensor]) -> dict:
-        return {"x": tensors["X"], "weights": tensors.get("weights")}
+        return {"x": tensors[X_KEY], "weights": tensors.get(WEIGHTS_KEY)}
 
     def inference(self, x: Tensor, weights: Tensor | None = None) -> dict[str, Tensor]:
         """Encode the sets of the batch."""

@@ -15,7 +15,7 @@ from scgde.nn._distances import gaussian_w2_pairs
 from scgde.nn._layers import log_normalise
 from scgde.nn._sparse import sparse_log_normalise
 
-from ._base import SetModule
+from ._base import BATCH_KEY, SET_LABEL_KEY, WEIGHTS_KEY, X_KEY, SetModule
 from ._heads import HeadKind, SetLabelHead
 
 LIKELIHOODS = ("gaussian", "nb")
@@ -266,22 +266,22 @@ class GDEModule(SetModule):
         (``tensors["set_label"]`` NaN: unlabelled), logged as ``label_loss``.
         ``generator_weight=0`` skips the generator: an encoder trained on the labels alone.
         """
-        x = tensors["X"]
+        x = tensors[X_KEY]
         z = inference_outputs["z"]
         if generator_weight == 0 and self.label_head is not None:
             per_set = torch.zeros(x.shape[0], device=x.device)
         else:
             per_set = self.generator.loss(
-                self.generator_input(x), z, tensors.get("weights"), self.covariates(tensors.get("batch"))
+                self.generator_input(x), z, tensors.get(WEIGHTS_KEY), self.covariates(tensors.get(BATCH_KEY))
             )
         total, extra = generator_weight * per_set.mean(), {}
         if self.w2_weight > 0 and x.shape[0] > 1:
-            w2_loss = self.latent_w2_loss(x, z, tensors.get("weights"))
+            w2_loss = self.latent_w2_loss(x, z, tensors.get(WEIGHTS_KEY))
             total = total + self.w2_weight * w2_loss
             extra["w2_loss"] = w2_loss.detach()
         if self.label_head is None:
             return LossOutput(loss=total, reconstruction_loss=per_set, n_obs_minibatch=x.shape[0], extra_metrics=extra)
-        label_loss, _ = self.label_head.loss(z, tensors["set_label"])
+        label_loss, _ = self.label_head.loss(z, tensors[SET_LABEL_KEY])
         total = total + label_weight * label_loss
         extra.update({"generator_loss": per_set.mean().detach(), "label_loss": label_loss.detach()})
         return LossOutput(loss=total, reconstruction_loss=per_set, n_obs_minibatch=x.shape[0], extra_metrics=extra)

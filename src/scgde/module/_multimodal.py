@@ -11,7 +11,7 @@ from torch import Tensor
 from scgde.nn import ModalityLayout, MultimodalCVAE, MultimodalSetEncoder
 from scgde.nn._layers import log_normalise
 
-from ._base import SetModule
+from ._base import WEIGHTS_KEY, X_KEY, SetModule
 
 
 class MultimodalGDEModule(SetModule):
@@ -107,8 +107,8 @@ class MultimodalGDEModule(SetModule):
 
     def loss(self, tensors, inference_outputs, generative_outputs, **kwargs) -> LossOutput:
         """The multimodal CVAE's negative ELBO on the encoded sets, averaged over sets."""
-        x = tensors["X"]
-        per_set = self.generator.loss(self.generator_input(x), inference_outputs["z"], tensors.get("weights"))
+        x = tensors[X_KEY]
+        per_set = self.generator.loss(self.generator_input(x), inference_outputs["z"], tensors.get(WEIGHTS_KEY))
         return LossOutput(loss=per_set.mean(), reconstruction_loss=per_set, n_obs_minibatch=x.shape[0])
 
     @torch.no_grad()

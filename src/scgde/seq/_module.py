@@ -6,7 +6,7 @@ import torch
 from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor, nn
 
-from scgde.module import SetModule
+from scgde.module import WEIGHTS_KEY, X_KEY, SetModule
 
 from ._alphabet import N_SPECIAL
 from ._nn import AutoregressiveGenerator, ConvSequenceEncoder, ElementFeatureEncoder
@@ -61,8 +61,8 @@ class SeqGDEModule(SetModule):
 
     def loss(self, tensors, inference_outputs, generative_outputs, **kwargs) -> LossOutput:
         """Per-token negative log-likelihood of the sets' sequences under their own set vectors."""
-        x = tensors["X"]
-        per_set = self.generator.loss(self.encoder_input(x), inference_outputs["z"], tensors.get("weights"))
+        x = tensors[X_KEY]
+        per_set = self.generator.loss(self.encoder_input(x), inference_outputs["z"], tensors.get(WEIGHTS_KEY))
         return LossOutput(loss=per_set.mean(), reconstruction_loss=per_set, n_obs_minibatch=x.shape[0])
 
     @torch.no_grad()
