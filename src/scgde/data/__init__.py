@@ -9,7 +9,7 @@ from ._datamodule import (
     uses_auto_kernel,
 )
 from ._design import PerturbationDesign
-from ._fetch import MissingLayerError, OneChannelImages, RowFetcher, layer_fetcher, layer_matrix
+from ._fetch import MissingLayerError, OneChannelImages, RowFetcher, layer_fetcher, layer_matrix, layer_names
 from ._fields import (
     SET_KEY,
     SET_LABELS_KEY,
@@ -60,6 +60,7 @@ __all__ = [
     "MissingLayerError",
     "layer_fetcher",
     "layer_matrix",
+    "layer_names",
     "SetBatch",
     "GeneOrder",
     "ChainedChunks",

@@ -282,6 +282,11 @@ class MissingLayerError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+def layer_names(adata) -> list[str]:
+    """The named layers of an AnnData (anndata >= 0.13 also lists ``X`` as the layer ``None``; it is left out)."""
+    return [key for key in adata.layers.keys() if key is not None]
+
+
 def layer_matrix(
     adata, layer: str | None, *, argument: str = "layer", name: str = "adata", fix: str | None = None
 ) -> tuple[object, str]:
@@ -332,7 +337,7 @@ def layer_matrix(
             raise ValueError(f"{where} is empty (None); pass {argument}= naming the layer that holds the values.")
         return adata.X, where
     if layer not in adata.layers:
-        layers = list(adata.layers.keys())
+        layers = layer_names(adata)
         todo = fix or f"pass one of them as {argument}=, or {argument}=None to read {name}.X"
         raise MissingLayerError(f"{argument}={layer!r} is not a layer of {name} (available layers: {layers}); {todo}.")
     return adata.layers[layer], f"{name}.layers[{layer!r}]"

@@ -27,6 +27,7 @@ from scgde.data import (
     SetObsField,
     as_key_list,
     layer_fetcher,
+    layer_names,
     set_labels,
 )
 from scgde.data._sets import warn_set_coverage
@@ -254,7 +255,7 @@ class GDE(TrainMixin, EmbeddingMixin, GenerationMixin, SupervisionMixin, BaseSet
             raise ValueError("adata is empty (0 cells); GDE needs cells grouped into at least 2 sets.")
         if layer is not None and layer not in adata.layers:
             raise KeyError(
-                f"layer={layer!r} is not in adata.layers (available: {list(adata.layers)}); "
+                f"layer={layer!r} is not in adata.layers (available: {layer_names(adata)}); "
                 "pass layer=None to use adata.X."
             )
         if batch_key is not None and batch_key not in adata.obs:

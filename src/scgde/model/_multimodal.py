@@ -20,6 +20,7 @@ from scgde.data import (
     ModalityFetcher,
     SetObsField,
     as_key_list,
+    layer_names,
     registered_modalities,
     set_labels,
 )
@@ -187,7 +188,7 @@ class MultimodalGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelCla
             layer = layers[arg]
             if layer is not None and layer not in mdata.mod[mod].layers:
                 raise KeyError(
-                    f"{arg}={layer!r} is not a layer of mdata.mod[{mod!r}] (layers: {list(mdata.mod[mod].layers)}); "
+                    f"{arg}={layer!r} is not a layer of mdata.mod[{mod!r}] (layers: {layer_names(mdata.mod[mod])}); "
                     f"pass {arg}=None to read its .X."
                 )
         missing = [k for k in keys if k not in mdata.obs.columns]

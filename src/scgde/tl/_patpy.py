@@ -19,6 +19,8 @@ import pandas as pd
 import scipy.spatial.distance
 from anndata import AnnData
 
+from scgde.data import layer_names
+
 _DISTANCES = ("euclidean", "cosine", "cityblock")
 _CLASS: type | None = None
 
@@ -179,7 +181,7 @@ class _GDESampleRepresentation:
             return adata.layers[self.layer], pd.Index(adata.var_names.astype(str))
         raise ValueError(
             f"layer={self.layer!r} is neither a key of {argument}.obsm ({list(adata.obsm.keys())}) nor of "
-            f"{argument}.layers ({list(adata.layers.keys())}). Pass layer=None for {argument}.X, or the key that "
+            f"{argument}.layers ({layer_names(adata)}). Pass layer=None for {argument}.X, or the key that "
             "holds the features (e.g. layer='X_pca' after sc.pp.pca)."
         )
 
