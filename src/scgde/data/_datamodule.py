@@ -303,8 +303,7 @@ class SetDataSplitter(SetDataModule):
         if kernel == "auto":  # model.train() passes the kernel it decided; "auto" is decided here for direct use
             kernel = None
             if auto_kernel_applies(adata_manager, len(train_sets), mixer, window):
-                coords = self.kernel_coordinates(fetcher, seed)
-                kernel = None if coords is None else {"coords": coords, "n_neighbors": AUTO_KERNEL_NEIGHBORS}
+                kernel = self.neighbourhood_kernel(self.kernel_coordinates(fetcher, seed))
         self.kernel = kernel
         # kernel neighbourhoods and windows are not the labelled sets themselves
         set_label_values = None
@@ -344,6 +343,11 @@ class SetDataSplitter(SetDataModule):
     def make_fetcher(adata_manager) -> RowFetcher | ModalityFetcher:
         """Reader of the training elements: the registered matrix or a MuData's modalities (subclasses read others)."""
         return registered_fetcher(adata_manager)
+
+    @staticmethod
+    def neighbourhood_kernel(coords: np.ndarray | None) -> dict | None:
+        """The ``kernel`` option of ``kernel="auto"`` neighbourhoods in ``coords`` (``None``: whole sets)."""
+        return None if coords is None else {"coords": coords, "n_neighbors": AUTO_KERNEL_NEIGHBORS}
 
     @staticmethod
     def kernel_coordinates(fetcher, seed: int) -> np.ndarray | None:

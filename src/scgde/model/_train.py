@@ -29,7 +29,6 @@ from scgde.data import (
     registered_niches,
     registered_sets,
 )
-from scgde.data._datamodule import AUTO_KERNEL_NEIGHBORS
 
 from ._supervision import check_label_training
 from ._validate import check_choice
@@ -433,11 +432,9 @@ class TrainMixin(UnsupervisedTrainingMixin):
         splitter = self._data_splitter_cls
         fetcher = splitter.make_fetcher(self.adata_manager)
         coords = splitter.kernel_coordinates(fetcher, seed)
-        if coords is None:
-            return None
-        if splitter.kernel_coordinates is SetDataSplitter.kernel_coordinates:  # the PCA of the registered matrix
-            self._train_pca = (fetcher.name, fetcher.shape, seed, coords)
-        return {"coords": coords, "n_neighbors": AUTO_KERNEL_NEIGHBORS}
+        if coords is not None and splitter.kernel_coordinates is SetDataSplitter.kernel_coordinates:
+            self._train_pca = (fetcher.name, fetcher.shape, seed, coords)  # the PCA of the registered matrix
+        return splitter.neighbourhood_kernel(coords)
 
     def _step_plan(
         self, sizes, max_epochs, batches_per_epoch, train_size, sets_per_batch, cells_per_set, few_sets: bool
