@@ -282,7 +282,6 @@ class MultimodalGDE(TrainMixin, EmbeddingMixin, GenerationMixin, BaseSetModelCla
                     f"mdata.mod[{mod!r}] has other features (or another order) than the model was trained on; "
                     f"select them first: mdata.mod[{mod!r}][:, trained_features]."
                 )
-        model._var_names = pd.Index(np.concatenate([np.asarray(saved[m], dtype=str) for m in model.modalities]))
         return model
 
     # ------------------------------------------------------------------ hooks and helpers
